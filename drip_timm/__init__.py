@@ -1,0 +1,9 @@
+"""DRIP vision transformers as a timm model-zoo plugin: ``import drip_timm`` registers the models."""
+from .aux_loss import attach_aux_loss
+from .boundary import BoundaryPredictor
+from .drip_vit import DRIP_ARCHS, DripTokens, DripVisionTransformer, checkpoint_filter_fn
+from .pooling import boundary_rate_loss, pool_segments, segment_ids, uniform_boundaries
+
+__version__ = '0.1.0'
+
+DRIP_MODELS = tuple(DRIP_ARCHS)
