@@ -40,7 +40,7 @@ class BoundaryPredictor(nn.Module):
             compression: float,
             temperature: float = 0.5,
             threshold: float = 0.5,
-            noise: float = 1.0,
+            noise: float = 0.0,
             mode: str = 'learned',
             eval_rule: str = 'threshold',
             act_layer=nn.GELU,

@@ -56,7 +56,9 @@ class DripVisionTransformer(VisionTransformer):
         boundary_mode: 'learned' or 'uniform' (evenly spaced boundaries at the target rate).
         boundary_temperature: Gumbel-sigmoid temperature in training.
         boundary_threshold: hard boundary where the (sampled) probability exceeds it.
-        boundary_noise: scale of the logistic (Gumbel-difference) noise in training; 0 = none.
+        boundary_noise: scale of the logistic (Gumbel-difference) noise in training. 1 is the paper's
+            Gumbel-sigmoid sample; the default 0 trains with the evaluation rule itself (no
+            train/eval rate mismatch, see README "Training the boundary predictor").
         boundary_eval: 'threshold' or 'expected' (keep the expected count of top logits).
         boundary_grad: straight-through estimator through the pooling, see ``pooling.assignment``.
         boundary_grad_scale: multiplies the task gradient that reaches the boundaries.
@@ -73,7 +75,7 @@ class DripVisionTransformer(VisionTransformer):
             boundary_mode: str = 'learned',
             boundary_temperature: float = 0.5,
             boundary_threshold: float = 0.5,
-            boundary_noise: float = 1.0,
+            boundary_noise: float = 0.0,
             boundary_eval: str = 'threshold',
             boundary_grad: str = 'local',
             boundary_grad_scale: float = 1.0,
