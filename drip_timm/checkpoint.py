@@ -6,12 +6,16 @@ ones hold ``clip_model`` (the OpenCLIP config name) instead of ``arch``. They ar
 ``weights_only=True``; ``.safetensors`` files hold a bare state dict and their metadata.
 """
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 import torch
+from timm.utils import CheckpointSaver, get_state_dict
+
+_logger = logging.getLogger(__name__)
 
 CLIP_TOWER_PREFIXES = ('visual.trunk.', 'module.visual.trunk.')
 
@@ -108,6 +112,11 @@ def load_weights(model: torch.nn.Module, path: os.PathLike, strict: bool = True,
     own = model.state_dict()
     mismatched = [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
                   for k, v in state_dict.items() if k in own and own[k].shape != v.shape]
+    if not strict and mismatched and all(m.startswith('head.') for m in mismatched):
+        # Fine-tuning on other classes: the classifier starts fresh, said by name.
+        _logger.warning(f'classifier left fresh (shape mismatch): {"; ".join(mismatched)}')
+        state_dict = {k: v for k, v in state_dict.items() if not k.startswith('head.')}
+        mismatched = []
     if mismatched:
         raise RuntimeError(f'checkpoint {path} does not fit this model; shape mismatches: ' + '; '.join(mismatched))
     result = model.load_state_dict(state_dict, strict=False)
@@ -120,7 +129,8 @@ def load_weights(model: torch.nn.Module, path: os.PathLike, strict: bool = True,
     return missing, unexpected
 
 
-def create_model_from_checkpoint(path: os.PathLike, model_name: Optional[str] = None, **kwargs) -> torch.nn.Module:
+def create_model_from_checkpoint(path: os.PathLike, model_name: Optional[str] = None, use_ema: bool = False,
+                                 **kwargs) -> torch.nn.Module:
     """Rebuild the model a checkpoint records (or ``model_name``) and load its weights."""
     import timm
     ckpt = read_checkpoint(path)
@@ -128,5 +138,65 @@ def create_model_from_checkpoint(path: os.PathLike, model_name: Optional[str] = 
         model_name, recorded = model_spec(ckpt)
         kwargs = {**recorded, **kwargs}
     model = timm.create_model(model_name, **kwargs)
-    load_weights(model, path, ckpt=ckpt)
+    load_weights(model, path, ckpt=ckpt, use_ema=use_ema)
     return model
+
+
+def rng_state() -> Dict[str, Any]:
+    """Every RNG a training step draws from, in types ``weights_only`` loading accepts."""
+    import random
+    import numpy as np
+    np_state = np.random.get_state()
+    state = {
+        'torch': torch.get_rng_state(),
+        'numpy': [np_state[0], torch.from_numpy(np_state[1].astype('int64')), *np_state[2:]],
+        'python': random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state['cuda'] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Dict[str, Any]):
+    import random
+    import numpy as np
+    torch.set_rng_state(state['torch'])
+    name, keys, *rest = state['numpy']
+    np.random.set_state((name, keys.numpy().astype('uint32'), *rest))
+    version, internal, gauss = state['python']
+    random.setstate((version, tuple(internal), gauss))
+    if 'cuda' in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state['cuda'])
+
+
+class TrainingCheckpointSaver(CheckpointSaver):
+    """timm's ``CheckpointSaver`` (last, best, bounded history) writing self-describing checkpoints
+    atomically: the model's timm name and keyword arguments, and whatever ``extra_state()``
+    returns (scheduler, EMA, RNG, ...), so a resume is exact and validation needs nothing else."""
+
+    def __init__(self, model, optimizer, *, model_name: str, model_kwargs: Dict[str, Any],
+                 extra_state=None, **kwargs):
+        super().__init__(model, optimizer, **kwargs)
+        self.model_name = model_name
+        self.model_kwargs = model_kwargs
+        self.extra_state = extra_state
+
+    def _save(self, save_path, epoch, metric=None):
+        state = {
+            'epoch': epoch,
+            'arch': self.model_name,
+            'model_kwargs': self.model_kwargs,
+            'state_dict': get_state_dict(self.model, self.unwrap_fn),
+            'optimizer': self.optimizer.state_dict(),
+            'version': 2,
+            'saver': self.state_dict(epoch, metric),
+        }
+        if self.model_ema is not None:
+            state['state_dict_ema'] = get_state_dict(self.model_ema, self.unwrap_fn)
+        if self.amp_scaler is not None:
+            state[self.amp_scaler.state_dict_key] = self.amp_scaler.state_dict()
+        if metric is not None:
+            state['metric'] = metric
+        if self.extra_state is not None:
+            state.update(self.extra_state())
+        atomic_save(state, save_path)

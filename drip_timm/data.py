@@ -5,12 +5,14 @@ folder per digit), so the training scripts read the default exactly as they read
 The split is deterministic: every ``VAL_EVERY``-th image of each class is held out.
 """
 import logging
+import multiprocessing as mp
 import os
 from pathlib import Path
 from typing import List, Optional, Tuple
 
 import numpy as np
 from PIL import Image
+from timm.data import ImageDataset
 
 _logger = logging.getLogger(__name__)
 
@@ -55,3 +57,52 @@ def ensure_digits_folder(root: Optional[os.PathLike] = None) -> Path:
     done.touch()
     _logger.info(f'wrote the embedded digits dataset ({len(train)} train, {len(val)} val) to {root}')
     return root
+
+
+class CountingImageDataset(ImageDataset):
+    """timm's ``ImageDataset`` that skips an unreadable image (taking the next one) and counts it.
+
+    The count lives in shared memory, so skips in loader worker processes are counted too.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._skipped = mp.Value('i', 0)
+
+    @property
+    def skipped(self) -> int:
+        return self._skipped.value
+
+    def __getitem__(self, index):
+        for _ in range(min(self._max_retries, len(self))):
+            try:
+                img, target = self.reader[index][:2]
+                img = Image.open(img)
+                img = img.convert(self.input_img_mode)  # decodes, so truncated files fail here
+                break
+            except (OSError, ValueError) as e:
+                with self._skipped.get_lock():
+                    self._skipped.value += 1
+                _logger.warning(f'skipped unreadable image {self.filename(index)}: {e}')
+                index = (index + 1) % len(self)
+        else:
+            raise RuntimeError(f'{self._max_retries} consecutive unreadable images near index {index}')
+        if self.transform is not None:
+            img = self.transform(img)
+        target = -1 if target is None else target
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        return img, target
+
+
+def image_folder(root: os.PathLike, split: str, input_img_mode: str = 'RGB') -> CountingImageDataset:
+    """The ``split`` folder of an ImageFolder tree, with a clear error when it is missing or empty."""
+    path = Path(root) / split
+    if not Path(root).is_dir():
+        raise FileNotFoundError(f'data directory not found: {root}')
+    if not path.is_dir():
+        raise FileNotFoundError(f'split folder not found: {path} (expected <data-dir>/{split}/<class>/<image>)')
+    dataset = CountingImageDataset(str(path), input_img_mode=input_img_mode)
+    if len(dataset) == 0:
+        raise RuntimeError(f'no images found under {path}')
+    return dataset
