@@ -6,7 +6,7 @@
         --lr 5e-4 --layer-decay 0.65 --mixup 0.8 --cutmix 1.0 --smoothing 0.1 --amp -b 128 --epochs 100
     torchrun --nproc_per_node=8 train_imagenet.py --data-dir /data/imagenet ...
 
-Defaults are the embedded-digits recipe (30 epochs, AdamW 2e-3, cosine); pass ImageNet flags for ImageNet.
+Defaults are the embedded-digits recipe (30 epochs, AdamW 2e-3, 9 warmup epochs, cosine); pass ImageNet flags for ImageNet.
 """
 import argparse
 import logging
@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--grad-accum-steps', type=int, default=1)
     g.add_argument('--sched', default='cosine')
     g.add_argument('--epochs', type=int, default=30)
-    g.add_argument('--warmup-epochs', type=int, default=3)
+    g.add_argument('--warmup-epochs', type=int, default=9)
     g.add_argument('--warmup-lr', type=float, default=1e-5)
     g.add_argument('--min-lr', type=float, default=1e-5)
     g = p.add_argument_group('augmentation and regularization')

@@ -1,5 +1,4 @@
 """The boundary predictor: one logit per patch token -> hard 0/1 segment boundaries."""
-import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -120,7 +119,3 @@ class BoundaryPredictor(nn.Module):
             rank = inner.argsort(dim=1, descending=True).argsort(dim=1)
             hard = torch.cat([(rank < k.unsqueeze(1)).float(), probs[:, -1:]], dim=1)
         return Boundaries(close_last_segment(hard), None, logits)
-
-
-def prior_logit(prior: float) -> float:
-    return math.log(prior / (1 - prior))

@@ -90,7 +90,7 @@ def augmentation(args, embedded: bool) -> Dict[str, Any]:
 
 def build_loaders(args, model, root: str, device, distributed: bool):
     data_config = resolve_data_config(vars(args), model=model, verbose=False)
-    mode = 'L' if model.pretrained_cfg.get('input_size', (3,))[0] == 1 or getattr(model, 'in_chans', 3) == 1 else 'RGB'
+    mode = 'L' if data_config['input_size'][0] == 1 else 'RGB'
     train_set = image_folder(root, args.train_split, mode)
     val_set = image_folder(root, args.val_split, mode)
     if train_set.reader.class_to_idx != val_set.reader.class_to_idx:

@@ -12,14 +12,14 @@ from typing import Any, Dict, List, Optional, Set, Tuple, Union
 
 import torch
 import torch.nn as nn
-from timm.data import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.data import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn as vit_checkpoint_filter_fn
 
 from .aux_loss import attach_aux_loss
-from .boundary import BoundaryPredictor, prior_logit
+from .boundary import BoundaryPredictor
 from .pooling import GRAD_ESTIMATORS, boundary_rate_loss, pool_segments
 
 __all__ = ['DripVisionTransformer', 'DripTokens', 'checkpoint_filter_fn']
@@ -372,15 +372,15 @@ def _cfg(**kwargs) -> Dict[str, Any]:
 
 
 def _digits_cfg(**kwargs) -> Dict[str, Any]:
-    return _cfg(num_classes=10, input_size=(1, 32, 32), crop_pct=1.0, interpolation='bilinear',
-                mean=(0.5,), std=(0.5,), **kwargs)
+    # CLIP normalization, as OpenCLIP applies it, so CLIP-pretrained towers fine-tune as they were trained.
+    return _cfg(num_classes=10, input_size=(3, 32, 32), crop_pct=1.0, interpolation='bicubic', **kwargs)
 
 
 # Architecture of every registered name: (width args, pre_depth, post_depth, compression).
 _BASE = dict(embed_dim=768, num_heads=12)
 _SMALL = dict(embed_dim=384, num_heads=6)
 _TINY = dict(embed_dim=192, num_heads=3)
-_NANO = dict(embed_dim=96, num_heads=3, patch_size=4, img_size=32, in_chans=1, num_classes=10)
+_NANO = dict(embed_dim=96, num_heads=3, patch_size=4, img_size=32, num_classes=10)
 
 DRIP_ARCHS: Dict[str, Tuple[Dict[str, Any], int, int, float]] = {
     'drip_b32_2x': (dict(_BASE, patch_size=32), 2, 10, 2.0),

@@ -13,3 +13,24 @@ def digits_root(tmp_path_factory):
     """The embedded digits as an ImageFolder, written once per test session."""
     from drip_timm.data import ensure_digits_folder
     return ensure_digits_folder(tmp_path_factory.mktemp('digits'))
+
+
+@pytest.fixture(scope='session')
+def tiny_folder(tmp_path_factory):
+    """A small ImageFolder of real digits (3 classes; 12 train and 4 val images each) with one
+    corrupt file in train."""
+    from PIL import Image
+    from drip_timm.data import digits_split
+    root = tmp_path_factory.mktemp('tiny_digits')
+    train, val = digits_split()
+    for split, samples, per_class in (('train', train, 12), ('val', val, 4)):
+        counts = {}
+        for img, label in samples:
+            if label > 2 or counts.get(label, 0) >= per_class:
+                continue
+            counts[label] = counts.get(label, 0) + 1
+            folder = root / split / str(label)
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img, mode='L').save(folder / f'{counts[label]:03d}.png')
+    (root / 'train' / '1' / 'corrupt.png').write_bytes(b'\x89PNG\r\n\x1a\n this is not an image')
+    return root
