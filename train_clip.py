@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--workers', type=int, default=2)
     p.add_argument('--resume', default=None, help="checkpoint path, or 'latest' for <logs>/<name>'s last")
     p.add_argument('--save-frequency', type=int, default=10)
-    p.add_argument('--logs', default='./logs')
+    # --logs-dir: the same, for torchrun, whose parser mistakes --logs for its own --logs-specs.
+    p.add_argument('--logs', '--logs-dir', dest='logs', default='./logs')
     p.add_argument('--name', default=None)
     p.add_argument('--local-loss', action='store_true')
     p.add_argument('--gather-with-grad', action='store_true')

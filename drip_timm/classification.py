@@ -73,6 +73,9 @@ def create_model(args, num_classes: int) -> Tuple[nn.Module, str, Dict[str, Any]
 
 def data_root(args, is_primary: bool) -> str:
     if args.data_dir:
+        for path, what in ((args.data_dir, 'data directory'), (os.path.join(args.data_dir, args.train_split), 'split folder')):
+            if not os.path.isdir(path):
+                raise FileNotFoundError(f'{what} not found: {path}')
         return args.data_dir
     root = ensure_digits_folder() if is_primary else None
     if torch.distributed.is_initialized():

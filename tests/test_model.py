@@ -213,7 +213,7 @@ def test_stock_loop_trains_the_rate_to_the_prior():
     torch.manual_seed(0)
     model = timm.create_model('drip_nano4_32_4x', embed_dim=48, num_heads=2, post_depth=1).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
-    x = torch.randn(64, 1, 32, 32)
+    x = torch.randn(64, 3, 32, 32)
     y = (x.mean((1, 2, 3)) > 0).long()
     for step in range(300):
         idx = torch.randint(0, 64, (32,))

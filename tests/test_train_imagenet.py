@@ -69,7 +69,7 @@ def test_validate_reproduces_the_final_evaluation(tiny_folder, tmp_path):
     results = json.loads(results_file.read_text())
     final = summary(run_dir)[-1]
     assert results['model'] == 'drip_nano4_32_2x'
-    assert results['top1'] == pytest.approx(float(final['eval_top1']), abs=1e-6)
+    assert results['top1'] == pytest.approx(float(final['eval_top1']), abs=1e-4)  # rounded to 4 places
     assert results['tokens'] == pytest.approx(float(final['eval_tokens']), abs=1e-3)
     assert results['gmacs'] > 0 and results['gmacs_uniform'] > 0 and results['param_count'] > 0
     csv_file = tmp_path / 'results.csv'
