@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional, Set, Tuple, Union
 
 import torch
 import torch.nn as nn
+from torch.profiler import record_function
 from timm.data import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
@@ -179,17 +180,23 @@ class DripVisionTransformer(VisionTransformer):
         x = self.patch_drop(x)
         return self.norm_pre(x)
 
-    def _pool(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Pool the patch tokens of ``x`` [B, P + L, D]; return sequence, attention mask, boundaries."""
+    def _pool(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+        """Pool the patch tokens of ``x`` [B, P + L, D]: sequence, mask, boundaries, and the attention
+        mask of the blocks after pooling (None when no image is padded)."""
         P = self.num_prefix_tokens
         prefix, patches = x[:, :P], x[:, P:]
-        bounds = self.boundary_predictor(patches)
+        with record_function('drip.predictor'):
+            bounds = self.boundary_predictor(patches)
+        counts = bounds.hard.sum(dim=1)
+        # The one host sync: the padded length (and whether any image is padded at all).
+        most, fewest = torch.stack([counts.max(), counts.min()]).long().tolist() if counts.numel() else (1, 1)
         grad = bounds.grad
         if grad is not None and self.boundary_grad_scale != 1.0:
             grad = grad * self.boundary_grad_scale
-        pooled, seg_mask = pool_segments(self.pool_norm(patches), bounds.hard, grad, self.boundary_grad)
+        with record_function('drip.pool'):
+            pooled, seg_mask = pool_segments(
+                self.pool_norm(patches), bounds.hard, grad, self.boundary_grad, num_segments=most)
 
-        counts = bounds.hard.sum(dim=1)
         self.boundary_rate = (counts / patches.shape[1]).mean().detach() if counts.numel() else counts.sum()
         if bounds.grad is not None:
             counts = counts + bounds.grad.sum(dim=1)
@@ -198,15 +205,15 @@ class DripVisionTransformer(VisionTransformer):
 
         seq = torch.cat([prefix, pooled], dim=1)
         mask = torch.cat([seg_mask.new_ones(seg_mask.shape[0], P), seg_mask], dim=1)
-        return seq, mask, bounds.hard
+        attn_mask = None if fewest == most else mask[:, None, None, :]
+        return seq, mask, bounds.hard, attn_mask
 
     def _forward_pooled(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Embed, run all blocks with pooling in between, final norm: (sequence, mask, boundaries)."""
         x = self._embed(x)
         for blk in self.blocks[:self.pre_depth]:
             x = self._run_block(blk, x)
-        x, mask, hard = self._pool(x)
-        attn_mask = mask[:, None, None, :]
+        x, mask, hard, attn_mask = self._pool(x)
         for blk in self.blocks[self.pre_depth:]:
             x = self._run_block(blk, x, attn_mask)
         x = self.norm(x)
@@ -261,8 +268,7 @@ class DripVisionTransformer(VisionTransformer):
         last = max_index if stop_early else len(self.blocks) - 1
         for i, blk in enumerate(self.blocks[:last + 1]):
             if i == self.pre_depth:
-                x, mask, _ = self._pool(x)
-                attn_mask = mask[:, None, None, :]
+                x, _, _, attn_mask = self._pool(x)
             x = self._run_block(blk, x, attn_mask)
             if i in take_indices:
                 intermediates.append(self.norm(x) if norm else x)

@@ -1,7 +1,8 @@
 """Multiply-accumulate counting (fvcore) that counts every matrix product.
 
-fvcore skips ``aten::scaled_dot_product_attention`` (timm's fused attention) unless told; we
-count its two products, ``QK^T`` and ``AV``. The boundary predictor and the pooling ``bmm`` are
+fvcore skips ``aten::scaled_dot_product_attention`` (timm's fused attention) and
+``aten::_native_multi_head_attention`` (OpenCLIP's towers, projections included) unless told;
+we count them. The boundary predictor and the pooling ``bmm`` are
 ordinary linear/bmm ops. Counts are per image, in GMACs, as the paper's "GFLOPs".
 """
 import contextlib
@@ -26,9 +27,23 @@ def sdpa_flop_jit(inputs, outputs) -> int:
     return b * n * m * (d + dv)
 
 
+def native_mha_flop_jit(inputs, outputs) -> int:
+    """MACs of ``nn.MultiheadAttention``'s fused path (OpenCLIP's towers): qkv and output
+    projections plus both attention products, B·(4·N·D² + 2·N·M·D) for self-attention."""
+    q, k = get_shape(inputs[0]), get_shape(inputs[1])
+    *batch, n, d = q
+    m = k[-2]
+    b = 1
+    for s in batch:
+        b *= s
+    return b * (n * d * d + 2 * m * d * d + 2 * n * m * d + n * d * d)
+
+
 def flop_analysis(model: nn.Module, inputs: torch.Tensor) -> FlopCountAnalysis:
+    """fvcore's analysis with handles for the fused attention ops it skips by default."""
     analysis = FlopCountAnalysis(model, inputs)
     analysis.set_op_handle('aten::scaled_dot_product_attention', sdpa_flop_jit)
+    analysis.set_op_handle('aten::_native_multi_head_attention', native_mha_flop_jit)
     analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings('none')
     return analysis
 
@@ -83,6 +98,13 @@ def analytic_gmacs(num_patches: int, dim: int, pre_depth: int, post_depth: int, 
     macs += num_patches * (dim * hidden + hidden) + num_patches * num_segments * dim
     macs += num_patches * dim * in_chans * patch_size ** 2 + dim * num_classes
     return macs / 1e9
+
+
+def vit_gmacs(num_patches: int, dim: int, depth: int, patch_size: int, in_chans: int = 3, prefix_tokens: int = 1,
+              num_classes: int = 0) -> float:
+    """The same count for a plain ViT: ``depth`` blocks over all tokens, patch embedding, head."""
+    n = num_patches + prefix_tokens
+    return (depth * block_macs(n, dim) + num_patches * dim * in_chans * patch_size ** 2 + dim * num_classes) / 1e9
 
 
 def mean_segments(model: DripVisionTransformer, images: Iterable[torch.Tensor]) -> float:
