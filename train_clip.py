@@ -11,10 +11,10 @@ Without --train-data it trains on the embedded digits with captions from templat
 zero-shot on held-out digits with templates it never saw.
 """
 import argparse
-import logging
 import sys
 
 import drip_timm  # noqa: F401  registers the DRIP timm models and CLIP configs
+from drip_timm.cli import run_cli, setup_logging
 from drip_timm.clip_train import PRECISIONS, train
 
 
@@ -58,14 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None):
-    logging.basicConfig(level=logging.INFO, format='%(message)s')
+    setup_logging()
     args = build_parser().parse_args(argv)
-    try:
-        train(args)
-    except (FileNotFoundError, ValueError, RuntimeError, KeyError) as e:
-        logging.getLogger('train_clip').error(f'error: {e}')
-        return 2
-    return 0
+    return run_cli(lambda: train(args), 'train_clip')
 
 
 if __name__ == '__main__':

@@ -9,11 +9,11 @@
 Defaults are the embedded-digits recipe (30 epochs, AdamW 2e-3, 9 warmup epochs, cosine); pass ImageNet flags for ImageNet.
 """
 import argparse
-import logging
 import sys
 
 import drip_timm  # noqa: F401  registers the DRIP models
 from drip_timm.classification import DEFAULT_MODEL, train
+from drip_timm.cli import run_cli, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,16 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None):
-    logging.basicConfig(level=logging.INFO, format='%(message)s')
+    setup_logging()
     args = build_parser().parse_args(argv)
     if args.dataset:
         raise SystemExit(f'--dataset {args.dataset!r}: only ImageFolder data (--data-dir) is supported')
-    try:
-        train(args)
-    except (FileNotFoundError, ValueError, RuntimeError, KeyError) as e:
-        logging.getLogger('train').error(f'error: {e}')
-        return 2
-    return 0
+    return run_cli(lambda: train(args), 'train')
 
 
 if __name__ == '__main__':

@@ -9,11 +9,11 @@ and images/s; without --data-dir it validates on the embedded digits.
 """
 import argparse
 import json
-import logging
 import sys
 
 import drip_timm  # noqa: F401  registers the DRIP models
 from drip_timm.classification import validate, write_results
+from drip_timm.cli import run_cli, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,19 +44,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None):
-    logging.basicConfig(level=logging.INFO, format='%(message)s')
+    setup_logging()
     args = build_parser().parse_args(argv)
     if not args.model and not args.checkpoint and not args.pretrained:
         raise SystemExit('give --checkpoint (it records the model) or --model')
-    try:
+
+    def run():
         results = validate(args)
-    except (FileNotFoundError, ValueError, RuntimeError, KeyError) as e:
-        logging.getLogger('validate').error(f'error: {e}')
-        return 2
-    print(json.dumps(results, indent=2))
-    if args.results_file:
-        write_results(results, args.results_file, args.results_format)
-    return 0
+        print(json.dumps(results, indent=2))
+        if args.results_file:
+            write_results(results, args.results_file, args.results_format)
+
+    return run_cli(run, 'validate')
 
 
 if __name__ == '__main__':

@@ -10,6 +10,11 @@ from .clip import register_clip_configs
 
 __version__ = '0.1.0'
 
+__all__ = [
+    'DRIP_MODELS', 'BoundaryPredictor', 'DripTokens', 'DripVisionTransformer', 'attach_aux_loss',
+    'boundary_rate_loss', 'checkpoint_filter_fn', 'pool_segments', 'segment_ids', 'uniform_boundaries',
+]
+
 DRIP_MODELS = tuple(DRIP_ARCHS)
 
 register_clip_configs()

@@ -24,6 +24,7 @@ import timm
 import torch
 import torch.nn.functional as F
 
+from .cli import run_cli, setup_logging
 from .drip_vit import DripVisionTransformer
 from .flops import count_gmacs
 
@@ -34,8 +35,6 @@ IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.webp', '.gif', '.tif', '.ti
 
 
 def create(name: str, args, device) -> torch.nn.Module:
-    if not timm.is_model(name):
-        raise ValueError(f'unknown model {name!r} (timm.list_models() lists the known ones)')
     kwargs = {'img_size': args.img_size} if args.img_size else {}
     model = timm.create_model(name, **kwargs).to(device)
     if isinstance(model, DripVisionTransformer):
@@ -73,6 +72,24 @@ def mean_tokens(model, x: torch.Tensor) -> float:
         if isinstance(model, DripVisionTransformer):
             return model.forward_tokens(x).num_segments.float().mean().item()
         return float(model.patch_embed.num_patches)
+
+
+def drip_overhead(model, x: torch.Tensor) -> Dict[str, float]:
+    """Share (percent) of one inference forward spent in the boundary predictor and in the pooling,
+    from the profiler's ``drip.predictor`` / ``drip.pool`` ranges."""
+    from torch.profiler import ProfilerActivity, profile
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if x.is_cuda else [])
+    model.eval()
+    with torch.no_grad():
+        model(x)  # warm up
+        with profile(activities=activities) as prof:
+            model(x)
+    events = prof.key_averages()
+    attr = 'device_time_total' if x.is_cuda else 'cpu_time_total'
+    self_attr = 'self_device_time_total' if x.is_cuda else 'self_cpu_time_total'
+    total = sum(getattr(e, self_attr) for e in events)
+    share = {e.key: 100.0 * getattr(e, attr) / total for e in events if e.key in ('drip.predictor', 'drip.pool')}
+    return {'predictor_pct': share.get('drip.predictor', 0.0), 'pool_pct': share.get('drip.pool', 0.0)}
 
 
 def _sync(device):
@@ -131,7 +148,8 @@ def peak_memory_mb(name: str, args) -> float:
 
 
 def memory_probe(name: str, args) -> float:
-    from .engine import peak_memory_mb as process_peak
+    from .engine import peak_memory_mb as process_peak, reset_peak_rss
+    reset_peak_rss()
     device = torch.device(args.device)
     runner = Runner(name, create(name, args, device), args, device)
     if device.type == 'cuda':
@@ -147,7 +165,12 @@ def run(args) -> List[Dict[str, Any]]:
     device = torch.device(args.device)
     if args.batch_size < 1:
         raise ValueError(f'--batch-size must be >= 1, got {args.batch_size}')
+    for name in args.model:
+        if not timm.is_model(name):
+            raise ValueError(f'unknown model {name!r} (timm.list_models() lists the known ones)')
     torch.manual_seed(0)
+    # Memory first, each model in a fresh process started while this one is still small.
+    peaks = [None if args.no_memory else peak_memory_mb(n, args) for n in args.model]
     runners = [Runner(n, create(n, args, device), args, device) for n in args.model]
     rows = []
     for r in runners:
@@ -173,10 +196,12 @@ def run(args) -> List[Dict[str, Any]]:
                 if it >= args.warmup:
                     (r.infer_s if b == 'infer' else r.train_s).append(t)
         _logger.info(f'round {it + 1}/{args.warmup + args.iters} done')
-    for row, r in zip(rows, runners):
+    for row, r, peak in zip(rows, runners, peaks):
         row['infer_img_s'] = args.batch_size / statistics.median(r.infer_s) if r.infer_s else None
         row['train_step_s'] = statistics.median(r.train_s) if r.train_s else None
-        row['peak_mem_mb'] = peak_memory_mb(r.name, args) if not args.no_memory else None
+        row['peak_mem_mb'] = peak
+        if args.profile and isinstance(r.model, DripVisionTransformer):
+            row.update(drip_overhead(r.model, r.x))
     first = rows[0]
     for row in rows:
         for f in FIGURES:
@@ -194,8 +219,9 @@ def fmt(v) -> str:
 
 def markdown(rows: List[Dict[str, Any]]) -> str:
     cols = ['model'] + [c for f in FIGURES for c in (f, f'{f}_ratio')]
+    cols += [c for c in ('predictor_pct', 'pool_pct') if any(c in r for r in rows)]
     lines = ['| ' + ' | '.join(cols) + ' |', '|' + '---|' * len(cols)]
-    lines += ['| ' + ' | '.join(fmt(r[c]) for c in cols) + ' |' for r in rows]
+    lines += ['| ' + ' | '.join(fmt(r.get(c)) for c in cols) + ' |' for r in rows]
     return '\n'.join(lines)
 
 
@@ -205,7 +231,7 @@ def write_results(rows: List[Dict[str, Any]], path: str):
         Path(path).write_text(json.dumps(rows, indent=2))
     elif suffix == '.csv':
         with open(path, 'w', newline='') as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
             writer.writeheader()
             writer.writerows(rows)
     elif suffix == '.md':
@@ -229,29 +255,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--warmup', type=int, default=1)
     p.add_argument('--iters', type=int, default=3)
     p.add_argument('--no-memory', action='store_true', help='skip the per-model memory processes')
+    p.add_argument('--profile', action='store_true',
+                   help="add each DRIP model's predictor and pooling share of its forward time (percent)")
     p.add_argument('--results-file', default=None, help='.json, .csv or .md')
     p.add_argument('--memory-probe', default=None, help=argparse.SUPPRESS)
     return p
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    logging.basicConfig(level=logging.INFO, format='%(message)s')
+    setup_logging()
     args = build_parser().parse_args(argv)
     if args.memory_probe:
         print(memory_probe(args.memory_probe, args))
         return 0
-    if args.results_file and Path(args.results_file).suffix.lower() not in ('.json', '.csv', '.md'):
-        _logger.error(f'error: --results-file must end in .json, .csv or .md, got {args.results_file!r}')
-        return 2
-    try:
+
+    def bench():
+        if args.results_file and Path(args.results_file).suffix.lower() not in ('.json', '.csv', '.md'):
+            raise ValueError(f'--results-file must end in .json, .csv or .md, got {args.results_file!r}')
         rows = run(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        _logger.error(f'error: {e}')
-        return 2
-    print(markdown(rows))
-    if args.results_file:
-        write_results(rows, args.results_file)
-    return 0
+        print(markdown(rows))
+        if args.results_file:
+            write_results(rows, args.results_file)
+
+    return run_cli(bench, __name__)
 
 
 if __name__ == '__main__':

@@ -7,7 +7,7 @@ import math
 import os
 import time
 from datetime import datetime
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 import open_clip
 import torch
@@ -55,12 +55,11 @@ def build_train_data(args, preprocess, tokenizer):
 
 
 def build_zero_shot_data(args, preprocess, primary: bool):
-    """(loader, classnames, templates) for --imagenet-val, or the held-out digits by default."""
-    root = args.imagenet_val
-    if root is None:
-        root = os.path.join(ensure_digits_folder(), 'val') if primary else None
-    if root is None:
+    """(loader, classnames, templates) for --imagenet-val, or the held-out digits by default;
+    None on all but the primary process, which alone evaluates."""
+    if not primary:
         return None
+    root = args.imagenet_val or os.path.join(ensure_digits_folder(), 'val')
     dataset = image_folder(os.path.dirname(os.path.abspath(root)), os.path.basename(os.path.abspath(root)))
     dataset.transform = preprocess
     classes = sorted(dataset.reader.class_to_idx, key=dataset.reader.class_to_idx.get)

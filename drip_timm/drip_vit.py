@@ -8,7 +8,7 @@ timm's layer decay, grad checkpointing and ViT checkpoints address them as in an
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Set, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -64,7 +64,7 @@ class DripVisionTransformer(VisionTransformer):
         boundary_grad: straight-through estimator through the pooling, see ``pooling.assignment``.
         boundary_grad_scale: multiplies the task gradient that reaches the boundaries.
         boundary_loss_weight: weight of the boundary-rate loss; 0 disables it.
-        boundary_init_logit: initial predictor bias; None = 0.
+        boundary_init_logit: initial bias of the predictor's output (0: boundary probability 0.5).
         predictor_hidden_ratio: hidden width of the predictor MLP over ``embed_dim``.
     """
 
@@ -81,7 +81,7 @@ class DripVisionTransformer(VisionTransformer):
             boundary_grad: str = 'local',
             boundary_grad_scale: float = 1.0,
             boundary_loss_weight: float = 1.0,
-            boundary_init_logit: Optional[float] = None,
+            boundary_init_logit: float = 0.0,
             predictor_hidden_ratio: float = 4.0,
             global_pool: str = 'avg',
             class_token: bool = False,
@@ -127,7 +127,7 @@ class DripVisionTransformer(VisionTransformer):
             eval_rule=boundary_eval,
             **dd,
         )
-        self.boundary_predictor.init_bias(0.0 if boundary_init_logit is None else boundary_init_logit)
+        self.boundary_predictor.init_bias(boundary_init_logit)
         self.boundary_loss: Optional[torch.Tensor] = None
         self.boundary_rate: Optional[torch.Tensor] = None
 

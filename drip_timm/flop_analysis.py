@@ -1,6 +1,7 @@
 """The paper's GFLOPs, recounted: every matrix product, ViT baselines included.
 
-    python -m drip_timm.flop_analysis --table docs/flop_table.md --plot docs/flop_analysis.png
+    python -m drip_timm.flop_analysis --table docs/flop_table.md --plot docs/flop_analysis.png \
+        --model-table docs/model_table.md
 
 The table puts each paper row beside our fvcore count of the same CLIP image tower (uniform
 boundaries at the target rate, as the paper counts DRIP) and SPEC's analytic formula; the ViT
@@ -82,6 +83,22 @@ def markdown(rows) -> str:
     return '\n'.join(lines)
 
 
+def model_table() -> str:
+    """Every registered DRIP model: params, GMACs (fvcore, uniform boundaries), tokens before/after."""
+    import math
+    import timm
+    from .drip_vit import DRIP_ARCHS
+    from .flops import count_gmacs
+    lines = ['| model | blocks (pre + post) | params (M) | GMACs | patch tokens -> segments |', '|---|---|---|---|---|']
+    for name, (_, pre, post, compression) in DRIP_ARCHS.items():
+        model = timm.create_model(name)
+        L = model.num_patches
+        params = sum(p.numel() for p in model.parameters()) / 1e6
+        lines.append(f'| {name} | {pre} + {post} | {params:.1f} | {count_gmacs(model):.2f} | '
+                     f'{L} -> {max(1, math.floor(L / compression))} |')
+    return '\n'.join(lines)
+
+
 def plot(path: str):
     import math
     import matplotlib
@@ -113,8 +130,14 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--table', default=None, help='write the reconciliation table (Markdown) here too')
     p.add_argument('--plot', default=None, help='write the FLOP-analysis plot (PNG) here')
+    p.add_argument('--model-table', default=None, help='write the table of registered DRIP models here')
     args = p.parse_args(argv)
     import drip_timm  # noqa: F401  registers the CLIP configs
+    if args.model_table:
+        text = model_table()
+        print(text)
+        Path(args.model_table).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.model_table).write_text(text + '\n')
     text = markdown(table_rows())
     print(text)
     if args.table:

@@ -8,7 +8,6 @@ and outlined, under a title with the segment count and the compression achieved.
 """
 import argparse
 import colorsys
-import logging
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -19,10 +18,10 @@ import torch
 from PIL import Image, ImageDraw
 
 from .checkpoint import create_model_from_checkpoint, load_weights
+from .cli import run_cli, setup_logging
 from .drip_vit import DripVisionTransformer
 from .pooling import segment_ids
 
-_logger = logging.getLogger(__name__)
 TITLE_HEIGHT = 20
 
 
@@ -106,7 +105,7 @@ def visualize(model: DripVisionTransformer, paths: List[str], out_dir: str, scal
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format='%(message)s')
+    setup_logging()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('images', nargs='+')
     p.add_argument('--model', default=None, help='DRIP timm model (default: the one the checkpoint records)')
@@ -114,13 +113,12 @@ def main(argv=None) -> int:
     p.add_argument('--out', required=True, help='output folder')
     p.add_argument('--scale', type=int, default=4)
     args = p.parse_args(argv)
-    try:
+
+    def run():
         for path in visualize(load_model(args.model, args.checkpoint), args.images, args.out, args.scale):
             print(path)
-    except (ValueError, FileNotFoundError, RuntimeError, KeyError) as e:
-        _logger.error(f'error: {e}')
-        return 2
-    return 0
+
+    return run_cli(run, __name__)
 
 
 if __name__ == '__main__':

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import open_clip
 import pytest
-import timm
 import torch
 import webdataset as wds
 from PIL import Image
@@ -180,3 +179,19 @@ def test_torchrun_two_processes(shards, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     [row] = results(tmp_path / 'ddp')
     assert row['epoch'] == 1 and 'zeroshot-top1' in row
+
+
+def test_openclip_training_entry_point_trains_drip_towers(tmp_path):
+    code = 'import drip_timm, sys; from open_clip_train.main import main; main(sys.argv[1:])'
+    cmd = [sys.executable, '-c', code, '--model', 'DRIP-2X-nano4-32', '--dataset-type', 'synthetic',
+           '--train-data', 'synthetic', '--train-num-samples', '16', '--batch-size', '8', '--epochs', '1',
+           '--workers', '0', '--lr', '1e-3', '--warmup', '1', '--logs', str(tmp_path), '--name', 'oc',
+           '--device', 'cpu']
+    proc = subprocess.run(cmd, cwd=tmp_path, env=dict(os.environ, OMP_NUM_THREADS='1'), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = tmp_path / 'oc' / 'checkpoints' / 'epoch_1.pt'
+    assert 'Train Epoch: 0 [16/16' in (tmp_path / 'oc' / 'out.log').read_text()
+    tower = create_model_from_checkpoint(ckpt, model_name='drip_nano4_32_2x')  # strict: every key fits
+    sd = read_checkpoint(ckpt)['state_dict']
+    assert torch.equal(tower.boundary_predictor.mlp.fc1.weight, sd['visual.trunk.boundary_predictor.mlp.fc1.weight'])

@@ -7,7 +7,7 @@ import timm.optim
 import torch
 import torch.nn.functional as F
 
-from drip_timm import DRIP_MODELS, DripVisionTransformer
+from drip_timm import DRIP_MODELS
 
 TINY = dict(img_size=32, patch_size=4, embed_dim=48, num_heads=2, in_chans=3, num_classes=7)
 PAPER_VARIANTS = [
@@ -249,3 +249,42 @@ def test_forward_intermediates():
             model.forward_intermediates(x, indices=[5], output_fmt='NCHW')
         feats = timm.create_model('drip_ti16_2x', features_only=True, out_indices=(0, 1), **TINY).eval()
         assert [f.shape for f in feats(x)] == [(2, 48, 8, 8)] * 2
+
+
+def test_injection_under_grad_accumulation_and_fp16_loss_scaling():
+    """SPEC §5: what a foreign loop must know. Accumulating N micro-batches with the task loss
+    divided by N injects the rate gradient N times at full weight (weight / N restores the
+    objective); an fp16 GradScaler scales the task gradient but not the injected one."""
+    torch.manual_seed(0)
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 7, (8,))
+    halves = [(x[:4], y[:4]), (x[4:], y[4:])]
+    model = tiny(boundary_noise=0.0).train()
+
+    def grads():
+        g = {n: p.grad.clone() for n, p in model.named_parameters()}
+        model.zero_grad()
+        return g
+
+    model.inject_boundary_loss = False
+    for xb, yb in halves:
+        ((F.cross_entropy(model(xb), yb) + model.boundary_loss) / 2).backward()
+    explicit = grads()
+    model.inject_boundary_loss = True
+    model.boundary_loss_weight = 0.5
+    for xb, yb in halves:
+        (F.cross_entropy(model(xb), yb) / 2).backward()
+    injected = grads()
+    for n in explicit:
+        torch.testing.assert_close(injected[n], explicit[n], rtol=1e-4, atol=1e-7, msg=n)
+
+    model.boundary_loss_weight = 1.0
+    model.inject_boundary_loss = False
+    F.cross_entropy(model(x), y).backward(retain_graph=True)
+    task = grads()['boundary_predictor.mlp.fc2.bias']
+    model.boundary_loss.backward()
+    rate = grads()['boundary_predictor.mlp.fc2.bias']
+    model.inject_boundary_loss = True
+    scale = 1024.0
+    (F.cross_entropy(model(x), y) * scale).backward()
+    unscaled = grads()['boundary_predictor.mlp.fc2.bias'] / scale
+    torch.testing.assert_close(unscaled, task + rate / scale, rtol=1e-4, atol=1e-8)
