@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--model', default='DRIP-2X-nano4-32', help='OpenCLIP model config name')
     p.add_argument('--pretrained', default=None, help='OpenCLIP pretrained tag or checkpoint file')
+    p.add_argument('--drip-kwargs', nargs='*', default=None, metavar='K=V',
+                   help='boundary settings of the DRIP tower, e.g. boundary_mode=uniform boundary_grad=none')
     p.add_argument('--train-data', default=None,
                    help="webdataset shards ('dir/{00000..00099}.tar') or a CSV file; default: embedded digits")
     p.add_argument('--dataset-type', default='auto', choices=['auto', 'webdataset', 'csv'])

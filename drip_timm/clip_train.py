@@ -17,6 +17,7 @@ from timm.utils import AverageMeter, get_state_dict, init_distributed_device, ra
 
 from . import checkpoint as ckpt_io
 from .clip import DIGIT_TRAIN_TEMPLATES, zero_shot_eval, zero_shot_names
+from .classification import parse_kwargs
 from .clip_data import CaptionedDigits, CountingCsvDataset, map_loader, webdataset_loader
 from .data import ensure_digits_folder, image_folder
 from .engine import autocast_for, drip_module, peak_memory_mb
@@ -108,6 +109,10 @@ def train(args) -> Dict[str, float]:
     if args.grad_checkpointing:
         model.set_grad_checkpointing()
     drip = drip_module(model.visual)
+    if args.drip_kwargs:
+        if drip is None:
+            raise ValueError(f'--drip-kwargs given, but {args.model} has no DRIP image tower')
+        drip.configure_boundaries(**parse_kwargs(args.drip_kwargs))
     if drip is not None:
         drip.inject_boundary_loss = False  # added to the objective explicitly below
     log(f'CLIP model {args.model}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M params')

@@ -142,6 +142,24 @@ class DripVisionTransformer(VisionTransformer):
     def set_boundary_mode(self, mode: str):
         self.boundary_predictor.mode = mode
 
+    def configure_boundaries(self, **kwargs):
+        """Change boundary settings of a built model (e.g. an OpenCLIP tower), by their keyword names:
+        boundary_mode, boundary_noise, boundary_eval, boundary_temperature, boundary_grad,
+        boundary_grad_scale, boundary_loss_weight."""
+        predictor_attrs = {'boundary_mode': 'mode', 'boundary_noise': 'noise', 'boundary_eval': 'eval_rule',
+                           'boundary_temperature': 'temperature'}
+        for key, value in kwargs.items():
+            if key in predictor_attrs:
+                setattr(self.boundary_predictor, predictor_attrs[key], value)
+            elif key == 'boundary_grad':
+                if value not in GRAD_ESTIMATORS:
+                    raise ValueError(f'unknown boundary_grad {value!r}; expected one of {GRAD_ESTIMATORS}')
+                self.boundary_grad = value
+            elif key in ('boundary_grad_scale', 'boundary_loss_weight'):
+                setattr(self, key, float(value))
+            else:
+                raise ValueError(f'unknown boundary setting {key!r}')
+
     @property
     def num_patches(self) -> int:
         return self.patch_embed.num_patches

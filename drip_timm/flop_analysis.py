@@ -84,17 +84,26 @@ def markdown(rows) -> str:
 
 
 def model_table() -> str:
-    """Every registered DRIP model: params, GMACs (fvcore, uniform boundaries), tokens before/after."""
+    """Every registered DRIP model and the ViT baselines: params, GMACs (fvcore, uniform
+    boundaries), patch tokens before and after pooling."""
     import math
     import timm
     from .drip_vit import DRIP_ARCHS
     from .flops import count_gmacs
     lines = ['| model | blocks (pre + post) | params (M) | GMACs | patch tokens -> segments |', '|---|---|---|---|---|']
+    baselines = {'vit_base_patch32_224': 'drip_b32_2x', 'vit_base_patch16_224': 'drip_b16_2x',
+                 'vit_nano_patch4_32': 'drip_nano4_32_2x'}
     for name, (_, pre, post, compression) in DRIP_ARCHS.items():
+        for vit, first in baselines.items():
+            if name == first:
+                model = timm.create_model(vit)
+                lines.append(f'| {vit} (baseline) | {len(model.blocks)} | '
+                             f'{sum(p.numel() for p in model.parameters()) / 1e6:.1f} | '
+                             f'{count_gmacs(model):.3g} | {model.patch_embed.num_patches} |')
         model = timm.create_model(name)
         L = model.num_patches
         params = sum(p.numel() for p in model.parameters()) / 1e6
-        lines.append(f'| {name} | {pre} + {post} | {params:.1f} | {count_gmacs(model):.2f} | '
+        lines.append(f'| {name} | {pre} + {post} | {params:.1f} | {count_gmacs(model):.3g} | '
                      f'{L} -> {max(1, math.floor(L / compression))} |')
     return '\n'.join(lines)
 

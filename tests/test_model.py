@@ -261,7 +261,7 @@ def test_injection_under_grad_accumulation_and_fp16_loss_scaling():
     model = tiny(boundary_noise=0.0).train()
 
     def grads():
-        g = {n: p.grad.clone() for n, p in model.named_parameters()}
+        g = {n: p.grad.clone() if p.grad is not None else torch.zeros_like(p) for n, p in model.named_parameters()}
         model.zero_grad()
         return g
 
@@ -288,3 +288,16 @@ def test_injection_under_grad_accumulation_and_fp16_loss_scaling():
     (F.cross_entropy(model(x), y) * scale).backward()
     unscaled = grads()['boundary_predictor.mlp.fc2.bias'] / scale
     torch.testing.assert_close(unscaled, task + rate / scale, rtol=1e-4, atol=1e-8)
+
+
+def test_configure_boundaries_on_a_built_model():
+    model = tiny()
+    model.configure_boundaries(boundary_mode='uniform', boundary_noise=1.0, boundary_grad='none',
+                               boundary_loss_weight=0.5, boundary_eval='expected')
+    assert model.boundary_mode == 'uniform' and model.boundary_predictor.noise == 1.0
+    assert model.boundary_grad == 'none' and model.boundary_loss_weight == 0.5
+    assert model.boundary_predictor.eval_rule == 'expected'
+    with pytest.raises(ValueError, match='boundary_grad'):
+        model.configure_boundaries(boundary_grad='bogus')
+    with pytest.raises(ValueError, match="unknown boundary setting 'depth'"):
+        model.configure_boundaries(depth=3)
