@@ -91,6 +91,15 @@ def augmentation(args, embedded: bool) -> Dict[str, Any]:
     return {k: (getattr(args, k) if getattr(args, k) is not None else v) for k, v in base.items()}
 
 
+def eval_loader(dataset, data_config, batch_size: int, workers: int, device, distributed: bool = False):
+    """Deterministic evaluation batches, resized and cropped as ``data_config`` says."""
+    return create_loader(
+        dataset, input_size=data_config['input_size'], batch_size=batch_size, is_training=False,
+        interpolation=data_config['interpolation'], mean=data_config['mean'], std=data_config['std'],
+        crop_pct=data_config['crop_pct'], num_workers=workers, distributed=distributed, device=device,
+        use_prefetcher=False, persistent_workers=False)
+
+
 def build_loaders(args, model, root: str, device, distributed: bool):
     data_config = resolve_data_config(vars(args), model=model, verbose=False)
     mode = 'L' if data_config['input_size'][0] == 1 else 'RGB'
@@ -98,19 +107,14 @@ def build_loaders(args, model, root: str, device, distributed: bool):
     val_set = image_folder(root, args.val_split, mode)
     if train_set.reader.class_to_idx != val_set.reader.class_to_idx:
         raise ValueError(f'{args.train_split} and {args.val_split} have different class folders')
-    common = dict(
-        input_size=data_config['input_size'], interpolation=data_config['interpolation'],
-        mean=data_config['mean'], std=data_config['std'], num_workers=args.workers,
-        distributed=distributed, device=device, use_prefetcher=False,
-        # Fresh workers each epoch, seeded from the main RNG: a resumed run draws the same augmentations.
-        persistent_workers=False,
-    )
     train_loader = create_loader(
-        train_set, batch_size=args.batch_size, is_training=True,
-        **augmentation(args, embedded=not args.data_dir), **common)
-    val_loader = create_loader(
-        val_set, batch_size=args.validation_batch_size or args.batch_size, is_training=False,
-        crop_pct=data_config['crop_pct'], **common)
+        train_set, input_size=data_config['input_size'], batch_size=args.batch_size, is_training=True,
+        interpolation=data_config['interpolation'], mean=data_config['mean'], std=data_config['std'],
+        num_workers=args.workers, distributed=distributed, device=device, use_prefetcher=False,
+        # Fresh workers each epoch, seeded from the main RNG: a resumed run draws the same augmentations.
+        persistent_workers=False, **augmentation(args, embedded=not args.data_dir))
+    val_loader = eval_loader(val_set, data_config, args.validation_batch_size or args.batch_size, args.workers,
+                             device, distributed)
     return train_loader, val_loader, train_set, data_config
 
 
@@ -275,10 +279,7 @@ def validate(args) -> Dict[str, Any]:
     data_config = resolve_data_config(vars(args), model=model, verbose=False)
     mode = 'L' if data_config['input_size'][0] == 1 else 'RGB'
     dataset = image_folder(root, args.split, mode)
-    loader = create_loader(
-        dataset, input_size=data_config['input_size'], batch_size=args.batch_size, is_training=False,
-        interpolation=data_config['interpolation'], mean=data_config['mean'], std=data_config['std'],
-        crop_pct=data_config['crop_pct'], num_workers=args.workers, device=device, use_prefetcher=False)
+    loader = eval_loader(dataset, data_config, args.batch_size, args.workers, device)
     amp_dtype = AMP_DTYPES[args.amp_dtype] if args.amp else None
     metrics = evaluate(model, loader, device, amp_dtype=amp_dtype)
 
