@@ -94,6 +94,9 @@ def train(args) -> Dict[str, float]:
                               f'lr_{args.lr}', f'b_{args.batch_size}', f'p_{args.precision}'])
     run_dir = os.path.join(args.logs, args.name)
     ckpt_dir = os.path.join(run_dir, 'checkpoints')
+    for old in [h for h in _logger.handlers if isinstance(h, logging.FileHandler)]:  # a previous run's
+        _logger.removeHandler(old)
+        old.close()
     if primary:
         os.makedirs(ckpt_dir, exist_ok=True)
         handler = logging.FileHandler(os.path.join(run_dir, 'out.log'))

@@ -34,3 +34,12 @@ def tiny_folder(tmp_path_factory):
             Image.fromarray(img, mode='L').save(folder / f'{counts[label]:03d}.png')
     (root / 'train' / '1' / 'corrupt.png').write_bytes(b'\x89PNG\r\n\x1a\n this is not an image')
     return root
+
+
+@pytest.fixture
+def free_port():
+    """A TCP port nothing listens on now, for torchrun's rendezvous."""
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]

@@ -169,8 +169,8 @@ def test_clear_errors(tmp_path, shards, caplog):
     assert '--train-num-samples is required' in caplog.text
 
 
-def test_torchrun_two_processes(shards, tmp_path):
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_port=29544',
+def test_torchrun_two_processes(shards, tmp_path, free_port):
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', f'--master_port={free_port}',
            str(REPO / 'train_clip.py'), '--train-data', str(shards / 'shard-{00000..00001}.tar'),
            '--train-num-samples', '32', '--epochs', '1', '--logs-dir', str(tmp_path), '--name', 'ddp',
            '--device', 'cpu', '--zeroshot-frequency', '5', *FAST]

@@ -118,8 +118,8 @@ def test_clear_errors(tiny_folder, tmp_path, caplog):
     assert 'does not fit this model' in caplog.text and 'pos_embed' in caplog.text
 
 
-def test_torchrun_two_processes(tiny_folder, tmp_path):
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_port=29533',
+def test_torchrun_two_processes(tiny_folder, tmp_path, free_port):
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', f'--master_port={free_port}',
            str(REPO / 'train_imagenet.py'), '--data-dir', str(tiny_folder), '--output', str(tmp_path),
            '--experiment', 'ddp', '--epochs', '1', '--device', 'cpu', *SMALL]
     env = dict(os.environ, OMP_NUM_THREADS='1')
