@@ -36,10 +36,6 @@ def register_clip_configs():
     open_clip.add_model_config(MODEL_CONFIG_DIR)
 
 
-def clip_model_names() -> List[str]:
-    return sorted(p.stem for p in MODEL_CONFIG_DIR.glob('*.json'))
-
-
 def clip_tower_spec(clip_model: str) -> Tuple[str, Dict[str, Any]]:
     """(timm model name, keyword arguments) of a CLIP config's image tower."""
     import open_clip

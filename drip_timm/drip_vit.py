@@ -21,7 +21,7 @@ from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_
 
 from .aux_loss import attach_aux_loss
 from .boundary import BoundaryPredictor
-from .pooling import GRAD_ESTIMATORS, boundary_rate_loss, pool_segments
+from .pooling import GRAD_ESTIMATORS, boundary_rate_loss, masked_mean, pool_segments
 
 __all__ = ['DripVisionTransformer', 'DripTokens', 'checkpoint_filter_fn']
 
@@ -245,9 +245,7 @@ class DripVisionTransformer(VisionTransformer):
         x, mask, _ = self._forward_pooled(x)
         P = self.num_prefix_tokens
         seg, seg_mask = x[:, P:], mask[:, P:]
-        m = seg_mask.unsqueeze(-1).to(seg.dtype)
-        mean = (seg * m).sum(dim=1, keepdim=True) / m.sum(dim=1, keepdim=True).clamp(min=1)
-        seg = torch.where(seg_mask.unsqueeze(-1), seg, mean)
+        seg = torch.where(seg_mask.unsqueeze(-1), seg, masked_mean(seg, seg_mask).unsqueeze(1))
         return torch.cat([x[:, :P], seg], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,7 @@ we count them. The boundary predictor and the pooling ``bmm`` are
 ordinary linear/bmm ops. Counts are per image, in GMACs, as the paper's "GFLOPs".
 """
 import contextlib
-from typing import Iterable, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -105,12 +105,3 @@ def vit_gmacs(num_patches: int, dim: int, depth: int, patch_size: int, in_chans:
     """The same count for a plain ViT: ``depth`` blocks over all tokens, patch embedding, head."""
     n = num_patches + prefix_tokens
     return (depth * block_macs(n, dim) + num_patches * dim * in_chans * patch_size ** 2 + dim * num_classes) / 1e9
-
-
-def mean_segments(model: DripVisionTransformer, images: Iterable[torch.Tensor]) -> float:
-    """Mean number of pooled segments per image over batches of ``images``."""
-    counts = []
-    with torch.no_grad():
-        for x in images:
-            counts.append(model.forward_tokens(x).num_segments.float())
-    return torch.cat(counts).mean().item()
