@@ -18,7 +18,7 @@ from timm.utils import ModelEmaV3, NativeScaler, get_outdir, init_distributed_de
 
 from . import checkpoint as ckpt_io
 from .data import ensure_digits_folder, image_folder
-from .engine import drip_module, evaluate, train_one_epoch
+from .engine import drip_module, evaluate, train_one_epoch, uniform_warmup
 
 _logger = logging.getLogger('train')
 
@@ -171,6 +171,8 @@ def train(args) -> Dict[str, float]:
     model_ema = ModelEmaV3(model, decay=args.model_ema_decay, device=device) if args.model_ema else None
 
     drip = drip_module(model)
+    if args.uniform_warmup_epochs and (drip is None or drip.boundary_mode != 'learned'):
+        raise ValueError('--uniform-warmup-epochs needs a DRIP model with learned boundaries')
     train_model = model
     if args.distributed:
         unused = drip is not None and drip.boundary_mode == 'uniform'  # the predictor runs without a gradient
@@ -222,6 +224,7 @@ def train(args) -> Dict[str, float]:
     for epoch in range(start_epoch, num_epochs):
         if args.distributed and hasattr(train_loader.sampler, 'set_epoch'):
             train_loader.sampler.set_epoch(epoch)
+        uniform_warmup(model, epoch, args.uniform_warmup_epochs)
         skipped_before = train_set.skipped
         train_metrics = train_one_epoch(
             epoch, train_model, train_loader, optimizer, train_loss_fn, device, lr_scheduler=lr_scheduler,

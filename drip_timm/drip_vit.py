@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.profiler import record_function
 from timm.data import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
@@ -115,6 +116,8 @@ class DripVisionTransformer(VisionTransformer):
         self.boundary_loss_weight = boundary_loss_weight
         # A stock training loop only backpropagates its task loss: the rate loss rides along.
         self.inject_boundary_loss = True
+        # Set by training scripts during a uniform warm-up (see configure_boundaries).
+        self.imitate_uniform = False
         self.pool_norm = nn.LayerNorm(self.embed_dim, **dd)
         self.boundary_predictor = BoundaryPredictor(
             self.embed_dim,
@@ -145,7 +148,8 @@ class DripVisionTransformer(VisionTransformer):
     def configure_boundaries(self, **kwargs):
         """Change boundary settings of a built model (e.g. an OpenCLIP tower), by their keyword names:
         boundary_mode, boundary_noise, boundary_eval, boundary_temperature, boundary_grad,
-        boundary_grad_scale, boundary_loss_weight."""
+        boundary_grad_scale, boundary_loss_weight, imitate_uniform (train the predictor to reproduce
+        uniform boundaries while boundary_mode is 'uniform': a warm start)."""
         predictor_attrs = {'boundary_mode': 'mode', 'boundary_noise': 'noise', 'boundary_eval': 'eval_rule',
                            'boundary_temperature': 'temperature'}
         for key, value in kwargs.items():
@@ -157,6 +161,8 @@ class DripVisionTransformer(VisionTransformer):
                 self.boundary_grad = value
             elif key in ('boundary_grad_scale', 'boundary_loss_weight'):
                 setattr(self, key, float(value))
+            elif key == 'imitate_uniform':
+                self.imitate_uniform = bool(value)
             else:
                 raise ValueError(f'unknown boundary setting {key!r}')
 
@@ -220,6 +226,9 @@ class DripVisionTransformer(VisionTransformer):
             counts = counts + bounds.grad.sum(dim=1)
         self.boundary_loss = self.boundary_loss_weight * boundary_rate_loss(
             counts, patches.shape[1], self.boundary_predictor.prior)
+        if self.imitate_uniform and self.training and self.boundary_mode == 'uniform':
+            # Warm start: the predictor learns to place the uniform boundaries the blocks train with.
+            self.boundary_loss = self.boundary_loss + F.binary_cross_entropy_with_logits(bounds.logits, bounds.hard)
 
         seq = torch.cat([prefix, pooled], dim=1)
         mask = torch.cat([seg_mask.new_ones(seg_mask.shape[0], P), seg_mask], dim=1)
@@ -235,7 +244,7 @@ class DripVisionTransformer(VisionTransformer):
         for blk in self.blocks[self.pre_depth:]:
             x = self._run_block(blk, x, attn_mask)
         x = self.norm(x)
-        if self.training and self.inject_boundary_loss and self.boundary_loss_weight > 0:
+        if self.training and self.inject_boundary_loss and (self.boundary_loss_weight > 0 or self.imitate_uniform):
             x = attach_aux_loss(x, self.boundary_loss)
         return x, mask, hard
 

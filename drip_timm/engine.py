@@ -26,6 +26,16 @@ def drip_module(model: nn.Module) -> Optional[DripVisionTransformer]:
     return None
 
 
+def uniform_warmup(model: nn.Module, epoch: int, warmup_epochs: int):
+    """Warm start for learned boundaries: for the first ``warmup_epochs`` the blocks train on
+    uniform boundaries while the predictor learns to reproduce them; then the predictor takes over."""
+    drip = drip_module(model)
+    if drip is None or warmup_epochs <= 0:
+        return
+    warm = epoch < warmup_epochs
+    drip.configure_boundaries(boundary_mode='uniform' if warm else 'learned', imitate_uniform=warm)
+
+
 def peak_memory_mb(device: torch.device) -> float:
     """Peak memory of this process: CUDA allocator peak on GPU, peak RSS on CPU."""
     if device.type == 'cuda':

@@ -301,3 +301,20 @@ def test_configure_boundaries_on_a_built_model():
         model.configure_boundaries(boundary_grad='bogus')
     with pytest.raises(ValueError, match="unknown boundary setting 'depth'"):
         model.configure_boundaries(depth=3)
+
+
+def test_uniform_warm_start_teaches_the_predictor_uniform_boundaries():
+    torch.manual_seed(0)
+    model = timm.create_model('drip_nano4_32_2x', embed_dim=48, num_heads=2, post_depth=1).train()
+    model.configure_boundaries(boundary_mode='uniform', imitate_uniform=True)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    x = torch.randn(32, 3, 32, 32)
+    for _ in range(150):
+        model(x).sum().mul(0).backward()  # no task signal: only the injected imitation (and rate) loss
+        optimizer.step()
+        optimizer.zero_grad()
+    uniform = model.eval().forward_tokens(x).boundaries
+    model.configure_boundaries(boundary_mode='learned', imitate_uniform=False)
+    with torch.no_grad():
+        learned = model.forward_tokens(x).boundaries
+    assert (learned == uniform).float().mean() > 0.95

@@ -128,3 +128,13 @@ def test_torchrun_two_processes(tiny_folder, tmp_path, free_port):
     rows = summary(tmp_path / 'ddp')
     assert len(rows) == 1 and float(rows[0]['eval_top1']) >= 0
     assert 'DistributedDataParallel' not in str(read_checkpoint(tmp_path / 'ddp' / 'last.pth.tar')['state_dict'].keys())
+
+
+def test_uniform_warmup_epochs(tiny_folder, tmp_path, caplog):
+    run_dir = run(tiny_folder, tmp_path, '--uniform-warmup-epochs', '1')
+    rows = summary(run_dir)
+    assert float(rows[0]['train_boundary_rate']) == 0.5 and float(rows[0]['eval_tokens']) == 32
+    assert len(rows) == 2
+    assert train_imagenet.main(['--data-dir', str(tiny_folder), '--output', str(tmp_path), '--model',
+                                'vit_nano_patch4_32', '--uniform-warmup-epochs', '1', '--epochs', '1']) == 2
+    assert '--uniform-warmup-epochs needs a DRIP model' in caplog.text
