@@ -22,8 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--model', default='DRIP-2X-nano4-32', help='OpenCLIP model config name')
     p.add_argument('--pretrained', default=None, help='OpenCLIP pretrained tag or checkpoint file')
-    p.add_argument('--uniform-warmup-epochs', type=int, default=0,
-                   help='DRIP warm start: uniform boundaries (predictor imitating them) for the first N epochs')
+    p.add_argument('--uniform-warmup-epochs', type=int, default=None,
+                   help='DRIP warm start: uniform boundaries (the predictor learning to reproduce them) for the '
+                        'first N epochs (default: a third of --epochs for learned boundaries, else 0)')
     p.add_argument('--drip-kwargs', nargs='*', default=None, metavar='K=V',
                    help='boundary settings of the DRIP tower, e.g. boundary_mode=uniform boundary_grad=none')
     p.add_argument('--train-data', default=None,

@@ -41,8 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help='extra model arguments, e.g. compression=4 pre_depth=4 boundary_mode=uniform')
     g.add_argument('--drop-path', type=float, default=None)
     g.add_argument('--freeze-backbone', action='store_true', help='train only the classifier')
-    g.add_argument('--uniform-warmup-epochs', type=int, default=0,
-                   help='DRIP warm start: uniform boundaries (predictor imitating them) for the first N epochs')
+    g.add_argument('--uniform-warmup-epochs', type=int, default=None,
+                   help='DRIP warm start: uniform boundaries (the predictor learning to reproduce them) for the '
+                        'first N epochs (default: a third of --epochs for learned boundaries, else 0)')
     g.add_argument('--grad-checkpointing', action='store_true')
     g.add_argument('--channels-last', action='store_true')
     g = p.add_argument_group('optimization')

@@ -18,7 +18,7 @@ from timm.utils import ModelEmaV3, NativeScaler, get_outdir, init_distributed_de
 
 from . import checkpoint as ckpt_io
 from .data import ensure_digits_folder, image_folder
-from .engine import drip_module, evaluate, train_one_epoch, uniform_warmup
+from .engine import drip_module, evaluate, resolve_uniform_warmup, train_one_epoch, uniform_warmup
 
 _logger = logging.getLogger('train')
 
@@ -171,8 +171,7 @@ def train(args) -> Dict[str, float]:
     model_ema = ModelEmaV3(model, decay=args.model_ema_decay, device=device) if args.model_ema else None
 
     drip = drip_module(model)
-    if args.uniform_warmup_epochs and (drip is None or drip.boundary_mode != 'learned'):
-        raise ValueError('--uniform-warmup-epochs needs a DRIP model with learned boundaries')
+    args.uniform_warmup_epochs = resolve_uniform_warmup(args.uniform_warmup_epochs, drip, args.epochs)
     train_model = model
     if args.distributed:
         unused = drip is not None and drip.boundary_mode == 'uniform'  # the predictor runs without a gradient

@@ -20,7 +20,7 @@ from .clip import DIGIT_TRAIN_TEMPLATES, zero_shot_eval, zero_shot_names
 from .classification import parse_kwargs
 from .clip_data import CaptionedDigits, CountingCsvDataset, map_loader, webdataset_loader
 from .data import ensure_digits_folder, image_folder
-from .engine import autocast_for, drip_module, peak_memory_mb, uniform_warmup
+from .engine import autocast_for, drip_module, peak_memory_mb, resolve_uniform_warmup, uniform_warmup
 
 _logger = logging.getLogger('train_clip')
 
@@ -116,8 +116,7 @@ def train(args) -> Dict[str, float]:
         if drip is None:
             raise ValueError(f'--drip-kwargs given, but {args.model} has no DRIP image tower')
         drip.configure_boundaries(**parse_kwargs(args.drip_kwargs))
-    if args.uniform_warmup_epochs and (drip is None or drip.boundary_mode != 'learned'):
-        raise ValueError('--uniform-warmup-epochs needs a DRIP image tower with learned boundaries')
+    args.uniform_warmup_epochs = resolve_uniform_warmup(args.uniform_warmup_epochs, drip, args.epochs)
     if drip is not None:
         drip.inject_boundary_loss = False  # added to the objective explicitly below
     log(f'CLIP model {args.model}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M params')

@@ -26,6 +26,17 @@ def drip_module(model: nn.Module) -> Optional[DripVisionTransformer]:
     return None
 
 
+def resolve_uniform_warmup(requested: Optional[int], drip: Optional[DripVisionTransformer], epochs: int) -> int:
+    """Warm-up epochs: by default a third of the run for a DRIP model with learned boundaries,
+    none for any other model; asking for it without such a model is an error."""
+    learned = drip is not None and drip.boundary_mode == 'learned'
+    if requested is None:
+        return epochs // 3 if learned else 0
+    if requested > 0 and not learned:
+        raise ValueError('--uniform-warmup-epochs needs a DRIP model with learned boundaries')
+    return requested
+
+
 def uniform_warmup(model: nn.Module, epoch: int, warmup_epochs: int):
     """Warm start for learned boundaries: for the first ``warmup_epochs`` the blocks train on
     uniform boundaries while the predictor learns to reproduce them; then the predictor takes over."""
