@@ -40,20 +40,22 @@ def parse_kwargs(items: Optional[List[str]]) -> Dict[str, Any]:
     return out
 
 
-def resolve_model(args) -> Tuple[str, Dict[str, Any]]:
-    """Model name and keyword arguments from the flags, else from ``--initial-checkpoint``."""
+def resolve_model(args) -> Tuple[str, Dict[str, Any], Optional[Dict[str, Any]]]:
+    """Model name and keyword arguments from the flags, else from ``--initial-checkpoint`` (then
+    also the checkpoint, read once)."""
     kwargs = parse_kwargs(args.model_kwargs)
     if args.model:
-        return args.model, kwargs
+        return args.model, kwargs, None
     if args.initial_checkpoint:
-        name, recorded = ckpt_io.model_spec(ckpt_io.read_checkpoint(args.initial_checkpoint))
-        return name, {**recorded, **kwargs}
-    return DEFAULT_MODEL, kwargs
+        ckpt = ckpt_io.read_checkpoint(args.initial_checkpoint)
+        name, recorded = ckpt_io.model_spec(ckpt)
+        return name, {**recorded, **kwargs}, ckpt
+    return DEFAULT_MODEL, kwargs, None
 
 
 def create_model(args, num_classes: int) -> Tuple[nn.Module, str, Dict[str, Any]]:
     """The model, its timm name and the keyword arguments a checkpoint must record to rebuild it."""
-    name, kwargs = resolve_model(args)
+    name, kwargs, init_ckpt = resolve_model(args)
     if not timm.is_model(name):
         raise ValueError(f'unknown model {name!r} (timm.list_models() lists the known ones)')
     kwargs['num_classes'] = num_classes
@@ -63,7 +65,7 @@ def create_model(args, num_classes: int) -> Tuple[nn.Module, str, Dict[str, Any]
         kwargs['drop_path_rate'] = args.drop_path
     model = timm.create_model(name, pretrained=args.pretrained, **kwargs)
     if args.initial_checkpoint:
-        missing, unexpected = ckpt_io.load_weights(model, args.initial_checkpoint, strict=False)
+        missing, unexpected = ckpt_io.load_weights(model, args.initial_checkpoint, strict=False, ckpt=init_ckpt)
         if missing or unexpected:
             _logger.warning(f'initial checkpoint {args.initial_checkpoint}: fresh (missing) {missing or "none"}; '
                             f'unused {unexpected or "none"}')
@@ -265,16 +267,17 @@ def validate(args) -> Dict[str, Any]:
         overrides['num_classes'] = args.num_classes
     if args.img_size is not None:
         overrides['img_size'] = args.img_size
-    if args.checkpoint and not args.model:
-        model = ckpt_io.create_model_from_checkpoint(args.checkpoint, use_ema=args.use_ema, **overrides)
-        name = ckpt_io.model_spec(ckpt_io.read_checkpoint(args.checkpoint))[0]
+    ckpt = ckpt_io.read_checkpoint(args.checkpoint) if args.checkpoint else None
+    if ckpt is not None and not args.model:
+        name, recorded = ckpt_io.model_spec(ckpt)
+        overrides = {**recorded, **overrides}
     else:
         name = args.model or DEFAULT_MODEL
-        if not timm.is_model(name):
-            raise ValueError(f'unknown model {name!r} (timm.list_models() lists the known ones)')
-        model = timm.create_model(name, pretrained=args.pretrained, **overrides)
-        if args.checkpoint:
-            ckpt_io.load_weights(model, args.checkpoint, use_ema=args.use_ema)
+    if not timm.is_model(name):
+        raise ValueError(f'unknown model {name!r} (timm.list_models() lists the known ones)')
+    model = timm.create_model(name, pretrained=args.pretrained, **overrides)
+    if ckpt is not None:
+        ckpt_io.load_weights(model, args.checkpoint, use_ema=args.use_ema, ckpt=ckpt)
     model.to(device).eval()
 
     root = args.data_dir or str(ensure_digits_folder())

@@ -22,6 +22,7 @@ from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_
 
 from .aux_loss import attach_aux_loss
 from .boundary import BoundaryPredictor
+from .checkpoint import clip_image_tower, strip_prefix
 from .pooling import GRAD_ESTIMATORS, boundary_rate_loss, masked_mean, pool_segments
 
 __all__ = ['DripVisionTransformer', 'DripTokens', 'checkpoint_filter_fn']
@@ -333,10 +334,8 @@ def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: DripVisionT
     """
     state_dict = state_dict.get('model', state_dict)
     state_dict = state_dict.get('state_dict', state_dict)
-    state_dict = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state_dict.items()}
-    for prefix in ('visual.trunk.', '_orig_mod.'):
-        if any(k.startswith(prefix) for k in state_dict):
-            state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    state_dict = strip_prefix(strip_prefix(state_dict, 'module.'), '_orig_mod.')
+    state_dict = clip_image_tower(state_dict) or state_dict
     is_drip = any(k.startswith('boundary_predictor.') for k in state_dict)
 
     if not is_drip and 'pos_embed' in state_dict and model.pos_embed is not None:
