@@ -24,8 +24,8 @@ import timm
 import torch
 import torch.nn.functional as F
 
-from .cli import run_cli, setup_logging
-from .drip_vit import DripVisionTransformer
+from .cli import parse_kwargs, run_cli, setup_logging
+from .drip_vit import DRIP_ARCHS, DripVisionTransformer
 from .flops import count_gmacs
 
 _logger = logging.getLogger(__name__)
@@ -36,6 +36,8 @@ IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.webp', '.gif', '.tif', '.ti
 
 def create(name: str, args, device) -> torch.nn.Module:
     kwargs = {'img_size': args.img_size} if args.img_size else {}
+    if name in DRIP_ARCHS:
+        kwargs.update(parse_kwargs(args.model_kwargs))
     model = timm.create_model(name, **kwargs).to(device)
     if isinstance(model, DripVisionTransformer):
         model.set_boundary_mode(args.boundary_mode)
@@ -141,6 +143,8 @@ def peak_memory_mb(name: str, args) -> float:
         cmd += ['--img-size', str(args.img_size)]
     if args.amp:
         cmd.append('--amp')
+    if args.model_kwargs:
+        cmd += ['--model-kwargs', *args.model_kwargs]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f'memory probe for {name} failed: {out.stderr[-2000:]}')
@@ -248,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--img-size', type=int, default=None)
     p.add_argument('--bench', default='both', choices=['infer', 'train', 'both'])
     p.add_argument('--boundary-mode', default='uniform', choices=['uniform', 'learned'])
+    p.add_argument('--model-kwargs', nargs='*', default=None, metavar='K=V',
+                   help='keyword arguments for every DRIP model, e.g. predictor_hidden_ratio=1')
     p.add_argument('--data', default=None, help='folder of real images for the data-dependent GMACs and tokens')
     p.add_argument('--data-images', type=int, default=16)
     p.add_argument('--amp', action='store_true', help='bfloat16 autocast')

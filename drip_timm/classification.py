@@ -1,5 +1,4 @@
 """Image-classification training and validation on timm's utilities (the scripts parse, this runs)."""
-import ast
 import json
 import logging
 import math
@@ -17,6 +16,7 @@ from timm.scheduler import create_scheduler_v2
 from timm.utils import ModelEmaV3, NativeScaler, get_outdir, init_distributed_device, random_seed, update_summary
 
 from . import checkpoint as ckpt_io
+from .cli import parse_kwargs
 from .data import ensure_digits_folder, image_folder
 from .engine import drip_module, evaluate, resolve_uniform_warmup, train_one_epoch, uniform_warmup
 
@@ -24,20 +24,6 @@ _logger = logging.getLogger('train')
 
 DEFAULT_MODEL = 'drip_nano4_32_2x'
 AMP_DTYPES = {'bfloat16': torch.bfloat16, 'float16': torch.float16}
-
-
-def parse_kwargs(items: Optional[List[str]]) -> Dict[str, Any]:
-    """``['compression=4', 'boundary_mode=uniform']`` -> ``{'compression': 4, 'boundary_mode': 'uniform'}``."""
-    out = {}
-    for item in items or []:
-        if '=' not in item:
-            raise ValueError(f'--model-kwargs expects key=value, got {item!r}')
-        key, value = item.split('=', 1)
-        try:
-            out[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            out[key] = value
-    return out
 
 
 def resolve_model(args) -> Tuple[str, Dict[str, Any], Optional[Dict[str, Any]]]:

@@ -17,7 +17,7 @@ from timm.utils import AverageMeter, get_state_dict, init_distributed_device, ra
 
 from . import checkpoint as ckpt_io
 from .clip import DIGIT_TRAIN_TEMPLATES, zero_shot_eval, zero_shot_names
-from .classification import parse_kwargs
+from .cli import parse_kwargs
 from .clip_data import CaptionedDigits, CountingCsvDataset, map_loader, webdataset_loader
 from .data import ensure_digits_folder, image_folder
 from .engine import autocast_for, drip_module, peak_memory_mb, resolve_uniform_warmup, uniform_warmup

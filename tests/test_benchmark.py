@@ -72,6 +72,21 @@ def test_benchmark_writes_results(tmp_path, digits_root, suffix):
         assert lines[0].startswith('| model |') and len(lines) == 4
 
 
+def test_benchmark_model_kwargs_reach_drip_models_only(tmp_path):
+    def rows(*extra):
+        out = tmp_path / 'bench.json'
+        args = ['--model', *NANO, '-b', '2', '--warmup', '0', '--iters', '1', '--bench', 'infer',
+                '--results-file', str(out), *extra]
+        assert benchmark.main(args) == 0
+        return json.loads(out.read_text())
+
+    paper, narrow = rows('--no-memory'), rows('--model-kwargs', 'predictor_hidden_ratio=1')
+    assert narrow[0]['params_m'] == paper[0]['params_m']  # the ViT baseline is untouched
+    dim = 96  # nano width: the predictor shrinks from D*4D + 4D + 4D + 1 to D*D + D + D + 1 parameters
+    assert (paper[1]['params_m'] - narrow[1]['params_m']) * 1e6 == pytest.approx(3 * dim * dim + 6 * dim, abs=0.5)
+    assert narrow[1]['gmacs'] < paper[1]['gmacs'] and narrow[1]['peak_mem_mb'] > 0
+
+
 def test_benchmark_bad_arguments(tmp_path, caplog):
     assert benchmark.main(['--model', 'drip_b16_3x', '--no-memory']) == 2
     assert "unknown model 'drip_b16_3x'" in caplog.text
