@@ -4,7 +4,7 @@ import logging
 import math
 import os
 from datetime import datetime
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import timm
 import torch
