@@ -49,6 +49,12 @@ class DripTokens:
         return self.mask.sum(dim=1)
 
 
+def _check_imitation_target(target: float) -> float:
+    if not 0.5 < target <= 1.0:
+        raise ValueError(f'boundary_imitation_target must lie in (0.5, 1], got {target}')
+    return target
+
+
 class DripVisionTransformer(VisionTransformer):
     """ViT with dynamic patch reduction by learned, interpretable segment pooling.
 
@@ -68,6 +74,10 @@ class DripVisionTransformer(VisionTransformer):
         boundary_loss_weight: weight of the boundary-rate loss; 0 disables it.
         boundary_init_logit: initial bias of the predictor's output (0: boundary probability 0.5).
         predictor_hidden_ratio: hidden width of the predictor MLP over ``embed_dim``.
+        boundary_imitation_target: probability the uniform warm start teaches the predictor for a
+            uniform boundary (1 minus it elsewhere). Below 1 its logits settle at
+            ``+-logit(target)`` instead of growing without bound, so that the straight-through
+            gradient can still move them once the predictor takes over.
     """
 
     def __init__(
@@ -85,6 +95,7 @@ class DripVisionTransformer(VisionTransformer):
             boundary_loss_weight: float = 1.0,
             boundary_init_logit: float = 0.0,
             predictor_hidden_ratio: float = 4.0,
+            boundary_imitation_target: float = 1.0,
             global_pool: str = 'avg',
             class_token: bool = False,
             fc_norm: Optional[bool] = False,
@@ -102,6 +113,7 @@ class DripVisionTransformer(VisionTransformer):
             raise ValueError(f'unknown boundary_grad {boundary_grad!r}; expected one of {GRAD_ESTIMATORS}')
         if boundary_loss_weight < 0:
             raise ValueError(f'boundary_loss_weight must be >= 0, got {boundary_loss_weight}')
+        _check_imitation_target(boundary_imitation_target)
         super().__init__(
             depth=pre_depth + post_depth,
             global_pool=global_pool,
@@ -119,6 +131,7 @@ class DripVisionTransformer(VisionTransformer):
         self.inject_boundary_loss = True
         # Set by training scripts during a uniform warm-up (see configure_boundaries).
         self.imitate_uniform = False
+        self.boundary_imitation_target = boundary_imitation_target
         self.pool_norm = nn.LayerNorm(self.embed_dim, **dd)
         self.boundary_predictor = BoundaryPredictor(
             self.embed_dim,
@@ -149,7 +162,7 @@ class DripVisionTransformer(VisionTransformer):
     def configure_boundaries(self, **kwargs):
         """Change boundary settings of a built model (e.g. an OpenCLIP tower), by their keyword names:
         boundary_mode, boundary_noise, boundary_eval, boundary_temperature, boundary_grad,
-        boundary_grad_scale, boundary_loss_weight, imitate_uniform (train the predictor to reproduce
+        boundary_grad_scale, boundary_loss_weight, boundary_imitation_target, imitate_uniform (train the predictor to reproduce
         uniform boundaries while boundary_mode is 'uniform': a warm start)."""
         predictor_attrs = {'boundary_mode': 'mode', 'boundary_noise': 'noise', 'boundary_eval': 'eval_rule',
                            'boundary_temperature': 'temperature'}
@@ -162,6 +175,8 @@ class DripVisionTransformer(VisionTransformer):
                 self.boundary_grad = value
             elif key in ('boundary_grad_scale', 'boundary_loss_weight'):
                 setattr(self, key, float(value))
+            elif key == 'boundary_imitation_target':
+                self.boundary_imitation_target = _check_imitation_target(float(value))
             elif key == 'imitate_uniform':
                 self.imitate_uniform = bool(value)
             else:
@@ -229,7 +244,8 @@ class DripVisionTransformer(VisionTransformer):
             counts, patches.shape[1], self.boundary_predictor.prior)
         if self.imitate_uniform and self.training and self.boundary_mode == 'uniform':
             # Warm start: the predictor learns to place the uniform boundaries the blocks train with.
-            self.boundary_loss = self.boundary_loss + F.binary_cross_entropy_with_logits(bounds.logits, bounds.hard)
+            target = bounds.hard * (2 * self.boundary_imitation_target - 1) + (1 - self.boundary_imitation_target)
+            self.boundary_loss = self.boundary_loss + F.binary_cross_entropy_with_logits(bounds.logits, target)
 
         seq = torch.cat([prefix, pooled], dim=1)
         mask = torch.cat([seg_mask.new_ones(seg_mask.shape[0], P), seg_mask], dim=1)

@@ -303,9 +303,11 @@ def test_configure_boundaries_on_a_built_model():
         model.configure_boundaries(depth=3)
 
 
-def test_uniform_warm_start_teaches_the_predictor_uniform_boundaries():
+@pytest.mark.parametrize('target', [1.0, 0.9])
+def test_uniform_warm_start_teaches_the_predictor_uniform_boundaries(target):
     torch.manual_seed(0)
-    model = timm.create_model('drip_nano4_32_2x', embed_dim=48, num_heads=2, post_depth=1).train()
+    model = timm.create_model('drip_nano4_32_2x', embed_dim=48, num_heads=2, post_depth=1,
+                              boundary_imitation_target=target).train()
     model.configure_boundaries(boundary_mode='uniform', imitate_uniform=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     x = torch.randn(32, 3, 32, 32)
@@ -315,6 +317,18 @@ def test_uniform_warm_start_teaches_the_predictor_uniform_boundaries():
         optimizer.zero_grad()
     uniform = model.eval().forward_tokens(x).boundaries
     model.configure_boundaries(boundary_mode='learned', imitate_uniform=False)
+    seen = []
+    model.boundary_predictor.mlp.register_forward_hook(lambda module, args, out: seen.append(out.abs()))
     with torch.no_grad():
         learned = model.forward_tokens(x).boundaries
+    logits = seen[-1]
     assert (learned == uniform).float().mean() > 0.95
+    if target < 1:  # the logits settle at +-logit(target), where the straight-through gradient lives
+        assert logits.median().item() == pytest.approx(math.log(target / (1 - target)), rel=0.25)
+    else:
+        assert logits.median().item() > 20.0  # hard targets: the logits grow without bound
+
+
+def test_imitation_target_is_checked():
+    with pytest.raises(ValueError, match='boundary_imitation_target must lie in'):
+        timm.create_model('drip_nano4_32_2x', boundary_imitation_target=0.4)
