@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--uniform-warmup-epochs', type=int, default=None,
                    help='DRIP warm start: uniform boundaries (the predictor learning to reproduce them) for the '
                         'first N epochs (default: a third of --epochs for learned boundaries, else 0)')
+    g.add_argument('--uniform-fade-epochs', type=int, default=0,
+                   help='after the warm start, pull the predictor towards uniform boundaries with a weight '
+                        'fading linearly to 0 over N epochs')
     g.add_argument('--grad-checkpointing', action='store_true')
     g.add_argument('--channels-last', action='store_true')
     g = p.add_argument_group('optimization')

@@ -211,7 +211,7 @@ def train(args) -> Dict[str, float]:
     for epoch in range(start_epoch, num_epochs):
         if args.distributed and hasattr(train_loader.sampler, 'set_epoch'):
             train_loader.sampler.set_epoch(epoch)
-        uniform_warmup(model, epoch, args.uniform_warmup_epochs)
+        uniform_warmup(model, epoch, args.uniform_warmup_epochs, args.uniform_fade_epochs)
         skipped_before = train_set.skipped
         train_metrics = train_one_epoch(
             epoch, train_model, train_loader, optimizer, train_loss_fn, device, lr_scheduler=lr_scheduler,

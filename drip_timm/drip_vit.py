@@ -23,7 +23,7 @@ from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_
 from .aux_loss import attach_aux_loss
 from .boundary import BoundaryPredictor
 from .checkpoint import clip_image_tower, strip_prefix
-from .pooling import GRAD_ESTIMATORS, boundary_rate_loss, masked_mean, pool_segments
+from .pooling import GRAD_ESTIMATORS, boundary_rate_loss, masked_mean, pool_segments, uniform_boundaries
 
 __all__ = ['DripVisionTransformer', 'DripTokens', 'checkpoint_filter_fn']
 
@@ -130,7 +130,7 @@ class DripVisionTransformer(VisionTransformer):
         # A stock training loop only backpropagates its task loss: the rate loss rides along.
         self.inject_boundary_loss = True
         # Set by training scripts during a uniform warm-up (see configure_boundaries).
-        self.imitate_uniform = False
+        self.imitate_uniform = 0.0
         self.boundary_imitation_target = boundary_imitation_target
         self.pool_norm = nn.LayerNorm(self.embed_dim, **dd)
         self.boundary_predictor = BoundaryPredictor(
@@ -178,7 +178,9 @@ class DripVisionTransformer(VisionTransformer):
             elif key == 'boundary_imitation_target':
                 self.boundary_imitation_target = _check_imitation_target(float(value))
             elif key == 'imitate_uniform':
-                self.imitate_uniform = bool(value)
+                if float(value) < 0:
+                    raise ValueError(f'imitate_uniform must be >= 0, got {value}')
+                self.imitate_uniform = float(value)
             else:
                 raise ValueError(f'unknown boundary setting {key!r}')
 
@@ -242,10 +244,13 @@ class DripVisionTransformer(VisionTransformer):
             counts = counts + bounds.grad.sum(dim=1)
         self.boundary_loss = self.boundary_loss_weight * boundary_rate_loss(
             counts, patches.shape[1], self.boundary_predictor.prior)
-        if self.imitate_uniform and self.training and self.boundary_mode == 'uniform':
-            # Warm start: the predictor learns to place the uniform boundaries the blocks train with.
-            target = bounds.hard * (2 * self.boundary_imitation_target - 1) + (1 - self.boundary_imitation_target)
-            self.boundary_loss = self.boundary_loss + F.binary_cross_entropy_with_logits(bounds.logits, target)
+        if self.imitate_uniform > 0 and self.training:
+            # Warm start (and its fade-out): the predictor learns to place uniform boundaries.
+            uniform = bounds.hard if self.boundary_mode == 'uniform' else uniform_boundaries(
+                *bounds.logits.shape, self.compression, device=bounds.logits.device)
+            t = self.boundary_imitation_target
+            imitation = F.binary_cross_entropy_with_logits(bounds.logits, uniform * (2 * t - 1) + (1 - t))
+            self.boundary_loss = self.boundary_loss + self.imitate_uniform * imitation
 
         seq = torch.cat([prefix, pooled], dim=1)
         mask = torch.cat([seg_mask.new_ones(seg_mask.shape[0], P), seg_mask], dim=1)

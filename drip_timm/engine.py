@@ -37,14 +37,18 @@ def resolve_uniform_warmup(requested: Optional[int], drip: Optional[DripVisionTr
     return requested
 
 
-def uniform_warmup(model: nn.Module, epoch: int, warmup_epochs: int):
+def uniform_warmup(model: nn.Module, epoch: int, warmup_epochs: int, fade_epochs: int = 0):
     """Warm start for learned boundaries: for the first ``warmup_epochs`` the blocks train on
-    uniform boundaries while the predictor learns to reproduce them; then the predictor takes over."""
+    uniform boundaries while the predictor learns to reproduce them; then the predictor places the
+    boundaries, its pull towards uniform ones fading linearly to nothing over ``fade_epochs``."""
     drip = drip_module(model)
-    if drip is None or warmup_epochs <= 0:
+    if drip is None or warmup_epochs + fade_epochs <= 0:
         return
-    warm = epoch < warmup_epochs
-    drip.configure_boundaries(boundary_mode='uniform' if warm else 'learned', imitate_uniform=warm)
+    if epoch < warmup_epochs:
+        drip.configure_boundaries(boundary_mode='uniform', imitate_uniform=1.0)
+    else:
+        pull = max(0.0, 1.0 - (epoch - warmup_epochs + 1) / (fade_epochs + 1))
+        drip.configure_boundaries(boundary_mode='learned', imitate_uniform=pull)
 
 
 def peak_memory_mb(device: torch.device) -> float:

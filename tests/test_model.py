@@ -329,6 +329,33 @@ def test_uniform_warm_start_teaches_the_predictor_uniform_boundaries(target):
         assert logits.median().item() > 20.0  # hard targets: the logits grow without bound
 
 
+def test_fading_pull_towards_uniform_boundaries_in_learned_mode():
+    from drip_timm.engine import uniform_warmup
+    from drip_timm.pooling import uniform_boundaries
+    torch.manual_seed(0)
+    model = timm.create_model('drip_nano4_32_2x', boundary_imitation_target=0.9).train()
+    schedule = []
+    for epoch in range(6):
+        uniform_warmup(model, epoch, warmup_epochs=2, fade_epochs=3)
+        schedule.append((model.boundary_mode, model.imitate_uniform))
+    assert schedule == [('uniform', 1.0), ('uniform', 1.0), ('learned', 0.75), ('learned', 0.5),
+                        ('learned', 0.25), ('learned', 0.0)]
+
+    x = torch.randn(4, 3, 32, 32)
+    seen = []
+    model.boundary_predictor.mlp.register_forward_hook(lambda module, args, out: seen.append(out.squeeze(-1)))
+    losses = []
+    for pull in (0.0, 0.5):
+        model.configure_boundaries(imitate_uniform=pull)
+        with torch.no_grad():
+            model(x)
+        losses.append(model.boundary_loss)
+    target = uniform_boundaries(4, 64, 2.0) * 0.8 + 0.1
+    expected = 0.5 * F.binary_cross_entropy_with_logits(seen[-1], target)
+    assert torch.allclose(seen[0], seen[1])
+    assert (losses[1] - losses[0]).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
 def test_imitation_target_is_checked():
     with pytest.raises(ValueError, match='boundary_imitation_target must lie in'):
         timm.create_model('drip_nano4_32_2x', boundary_imitation_target=0.4)
