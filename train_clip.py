@@ -25,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--uniform-warmup-epochs', type=int, default=None,
                    help='DRIP warm start: uniform boundaries (the predictor learning to reproduce them) for the '
                         'first N epochs (default: a third of --epochs for learned boundaries, else 0)')
+    p.add_argument('--uniform-fade-epochs', type=int, default=0,
+                   help='after the warm start, pull the predictor towards uniform boundaries with a weight '
+                        'fading linearly to 0 over N epochs')
     p.add_argument('--drip-kwargs', nargs='*', default=None, metavar='K=V',
                    help='boundary settings of the DRIP tower, e.g. boundary_mode=uniform boundary_grad=none')
     p.add_argument('--train-data', default=None,

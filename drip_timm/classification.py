@@ -159,7 +159,8 @@ def train(args) -> Dict[str, float]:
     model_ema = ModelEmaV3(model, decay=args.model_ema_decay, device=device) if args.model_ema else None
 
     drip = drip_module(model)
-    args.uniform_warmup_epochs = resolve_uniform_warmup(args.uniform_warmup_epochs, drip, args.epochs)
+    args.uniform_warmup_epochs = resolve_uniform_warmup(
+        args.uniform_warmup_epochs, drip, args.epochs, args.uniform_fade_epochs)
     train_model = model
     if args.distributed:
         unused = drip is not None and drip.boundary_mode == 'uniform'  # the predictor runs without a gradient

@@ -116,7 +116,8 @@ def train(args) -> Dict[str, float]:
         if drip is None:
             raise ValueError(f'--drip-kwargs given, but {args.model} has no DRIP image tower')
         drip.configure_boundaries(**parse_kwargs(args.drip_kwargs))
-    args.uniform_warmup_epochs = resolve_uniform_warmup(args.uniform_warmup_epochs, drip, args.epochs)
+    args.uniform_warmup_epochs = resolve_uniform_warmup(
+        args.uniform_warmup_epochs, drip, args.epochs, args.uniform_fade_epochs)
     if drip is not None:
         drip.inject_boundary_loss = False  # added to the objective explicitly below
     log(f'CLIP model {args.model}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M params')
@@ -154,7 +155,7 @@ def train(args) -> Dict[str, float]:
     metrics: Dict[str, float] = {}
     for epoch in range(start_epoch, args.epochs):
         data.set_epoch(epoch)
-        uniform_warmup(model, epoch, args.uniform_warmup_epochs)
+        uniform_warmup(model, epoch, args.uniform_warmup_epochs, args.uniform_fade_epochs)
         stats = train_one_epoch(args, train_model, drip, data, optimizer, scaler, scheduler, loss_fn, epoch,
                                 device, amp_dtype, log)
         metrics = {'epoch': epoch + 1, **stats}

@@ -26,10 +26,15 @@ def drip_module(model: nn.Module) -> Optional[DripVisionTransformer]:
     return None
 
 
-def resolve_uniform_warmup(requested: Optional[int], drip: Optional[DripVisionTransformer], epochs: int) -> int:
+def resolve_uniform_warmup(requested: Optional[int], drip: Optional[DripVisionTransformer], epochs: int,
+                           fade_epochs: int = 0) -> int:
     """Warm-up epochs: by default a third of the run for a DRIP model with learned boundaries,
-    none for any other model; asking for it without such a model is an error."""
+    none for any other model; asking for a warm start or a fade without such a model is an error."""
     learned = drip is not None and drip.boundary_mode == 'learned'
+    if fade_epochs < 0 or (requested or 0) < 0:
+        raise ValueError('--uniform-warmup-epochs and --uniform-fade-epochs must be >= 0')
+    if fade_epochs > 0 and not learned:
+        raise ValueError('--uniform-fade-epochs needs a DRIP model with learned boundaries')
     if requested is None:
         return epochs // 3 if learned else 0
     if requested > 0 and not learned:

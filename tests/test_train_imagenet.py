@@ -138,3 +138,6 @@ def test_uniform_warmup_epochs(tiny_folder, tmp_path, caplog):
     assert train_imagenet.main(['--data-dir', str(tiny_folder), '--output', str(tmp_path), '--model',
                                 'vit_nano_patch4_32', '--uniform-warmup-epochs', '1', '--epochs', '1']) == 2
     assert '--uniform-warmup-epochs needs a DRIP model' in caplog.text
+    assert train_imagenet.main(['--data-dir', str(tiny_folder), '--output', str(tmp_path), '--model',
+                                'vit_nano_patch4_32', '--uniform-fade-epochs', '2', '--epochs', '1']) == 2
+    assert '--uniform-fade-epochs needs a DRIP model' in caplog.text
