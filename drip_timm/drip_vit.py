@@ -70,7 +70,9 @@ class DripVisionTransformer(VisionTransformer):
             train/eval rate mismatch, see README "Training the boundary predictor").
         boundary_eval: 'threshold' or 'expected' (keep the expected count of top logits).
         boundary_grad: straight-through estimator through the pooling, see ``pooling.assignment``.
-        boundary_grad_scale: multiplies the task gradient that reaches the boundaries.
+        boundary_grad_scale: multiplies the task gradient that reaches the boundaries. At 1 it can
+            overwhelm the rate loss: after a uniform warm start the predictor's rate collapsed
+            (README "Training the boundary predictor").
         boundary_loss_weight: weight of the boundary-rate loss; 0 disables it.
         boundary_init_logit: initial bias of the predictor's output (0: boundary probability 0.5).
         predictor_hidden_ratio: hidden width of the predictor MLP over ``embed_dim``.
@@ -91,7 +93,7 @@ class DripVisionTransformer(VisionTransformer):
             boundary_noise: float = 0.0,
             boundary_eval: str = 'threshold',
             boundary_grad: str = 'local',
-            boundary_grad_scale: float = 1.0,
+            boundary_grad_scale: float = 0.1,
             boundary_loss_weight: float = 1.0,
             boundary_init_logit: float = 0.0,
             predictor_hidden_ratio: float = 4.0,
