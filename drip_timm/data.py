@@ -2,7 +2,10 @@
 
 ``ensure_digits_folder(root)`` writes them once as an ImageFolder (``train/`` and ``val/``, one
 folder per digit), so the training scripts read the default exactly as they read ImageNet.
-The split is deterministic: every ``VAL_EVERY``-th image of each class is held out.
+The split is deterministic: every ``VAL_EVERY``-th image of each class is held out. For choosing
+settings without looking at ``val``, ``train_dev/`` and ``dev/`` split ``train`` once more (every
+``DEV_EVERY``-th training image of each class goes to ``dev``):
+``train_imagenet.py --train-split train_dev --val-split dev``.
 """
 import logging
 import multiprocessing as mp
@@ -19,6 +22,7 @@ _logger = logging.getLogger(__name__)
 DIGIT_NAMES = ('zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine')
 IMG_SIZE = 32
 VAL_EVERY = 6  # ~297 of 1797 images held out
+DEV_EVERY = 5  # ~297 of the 1501 training images for tuning
 
 
 def default_digits_root() -> Path:
@@ -39,23 +43,44 @@ def digits_split() -> Tuple[List[Tuple[np.ndarray, int]], List[Tuple[np.ndarray,
     return train, val
 
 
+def dev_split(train: List[Tuple[np.ndarray, int]]) -> Tuple[List[int], List[int]]:
+    """Indices into ``train`` of (train_dev, dev): every ``DEV_EVERY``-th image of each class is dev."""
+    train_dev, dev = [], []
+    seen = [0] * 10
+    for i, (_, label) in enumerate(train):
+        (dev if seen[label] % DEV_EVERY == DEV_EVERY - 1 else train_dev).append(i)
+        seen[label] += 1
+    return train_dev, dev
+
+
 def ensure_digits_folder(root: Optional[os.PathLike] = None) -> Path:
-    """Write the digits as ``root/{train,val}/<digit>/<index>.png`` unless already complete."""
+    """Write the digits as ``root/{train,val,train_dev,dev}/<digit>/<index>.png`` unless already complete."""
     root = Path(root) if root is not None else default_digits_root()
-    done = root / '.complete'
+    done = root / '.complete-dev'  # written last; older caches without the dev splits are completed
     if done.exists():
         return root
     train, val = digits_split()
-    for split, samples in (('train', train), ('val', val)):
-        for i, (img, label) in enumerate(samples):
+    train_dev, dev = dev_split(train)
+    splits = {
+        'train': list(enumerate(train)),
+        'val': list(enumerate(val)),
+        # named by their index in train/, so they sort (and shuffle) exactly as there
+        'train_dev': [(i, train[i]) for i in train_dev],
+        'dev': [(i, train[i]) for i in dev],
+    }
+    for split, samples in splits.items():
+        for i, (img, label) in samples:
             folder = root / split / str(label)
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / f'{i:05d}.png'
+            if path.exists():
+                continue
             tmp = path.with_suffix('.tmp.png')
             Image.fromarray(img, mode='L').save(tmp)
             os.replace(tmp, path)
     done.touch()
-    _logger.info(f'wrote the embedded digits dataset ({len(train)} train, {len(val)} val) to {root}')
+    _logger.info(f'wrote the embedded digits dataset ({len(train)} train, {len(val)} val; '
+                 f'{len(train_dev)} train_dev, {len(dev)} dev) to {root}')
     return root
 
 

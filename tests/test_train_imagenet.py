@@ -141,3 +141,14 @@ def test_uniform_warmup_epochs(tiny_folder, tmp_path, caplog):
     assert train_imagenet.main(['--data-dir', str(tiny_folder), '--output', str(tmp_path), '--model',
                                 'vit_nano_patch4_32', '--uniform-fade-epochs', '2', '--epochs', '1']) == 2
     assert '--uniform-fade-epochs needs a DRIP model' in caplog.text
+
+
+def test_embedded_digits_dev_split_is_carved_from_train(digits_root):
+    def files(split):
+        return {p.relative_to(digits_root / split): p.read_bytes() for p in (digits_root / split).rglob('*.png')}
+
+    train, val, train_dev, dev = files('train'), files('val'), files('train_dev'), files('dev')
+    assert (len(train), len(val), len(train_dev), len(dev)) == (1501, 296, 1204, 297)
+    assert not set(train_dev) & set(dev) and set(train_dev) | set(dev) == set(train)
+    assert all(train[name] == data for name, data in {**train_dev, **dev}.items())  # the same images
+    assert {name.parts[0] for name in dev} == {str(d) for d in range(10)}  # every class is in dev
