@@ -131,7 +131,7 @@ class DripVisionTransformer(VisionTransformer):
         self.boundary_loss_weight = boundary_loss_weight
         # A stock training loop only backpropagates its task loss: the rate loss rides along.
         self.inject_boundary_loss = True
-        # Set by training scripts during a uniform warm-up (see configure_boundaries).
+        # Set by the training scripts' uniform warm start and fade (see configure_boundaries).
         self.imitate_uniform = 0.0
         self.boundary_imitation_target = boundary_imitation_target
         self.pool_norm = nn.LayerNorm(self.embed_dim, **dd)
@@ -164,8 +164,9 @@ class DripVisionTransformer(VisionTransformer):
     def configure_boundaries(self, **kwargs):
         """Change boundary settings of a built model (e.g. an OpenCLIP tower), by their keyword names:
         boundary_mode, boundary_noise, boundary_eval, boundary_temperature, boundary_grad,
-        boundary_grad_scale, boundary_loss_weight, boundary_imitation_target, imitate_uniform (train the predictor to reproduce
-        uniform boundaries while boundary_mode is 'uniform': a warm start)."""
+        boundary_grad_scale, boundary_loss_weight, boundary_imitation_target, and imitate_uniform: the
+        weight of a loss that teaches the predictor uniform boundaries (the warm start, and its fade
+        once boundary_mode is 'learned' again)."""
         predictor_attrs = {'boundary_mode': 'mode', 'boundary_noise': 'noise', 'boundary_eval': 'eval_rule',
                            'boundary_temperature': 'temperature'}
         for key, value in kwargs.items():
