@@ -16,18 +16,14 @@ import sys
 import drip_timm  # noqa: F401  registers the DRIP timm models and CLIP configs
 from drip_timm.cli import run_cli, setup_logging
 from drip_timm.clip_train import PRECISIONS, train
+from drip_timm.engine import add_uniform_warmup_args
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--model', default='DRIP-2X-nano4-32', help='OpenCLIP model config name')
     p.add_argument('--pretrained', default=None, help='OpenCLIP pretrained tag or checkpoint file')
-    p.add_argument('--uniform-warmup-epochs', type=int, default=None,
-                   help='DRIP warm start: uniform boundaries (the predictor learning to reproduce them) for the '
-                        'first N epochs (default: a third of --epochs for learned boundaries, else 0)')
-    p.add_argument('--uniform-fade-epochs', type=int, default=0,
-                   help='after the warm start, pull the predictor towards uniform boundaries with a weight '
-                        'fading linearly to 0 over N epochs')
+    add_uniform_warmup_args(p)
     p.add_argument('--drip-kwargs', nargs='*', default=None, metavar='K=V',
                    help='boundary settings of the DRIP tower, e.g. boundary_mode=uniform boundary_grad=none')
     p.add_argument('--train-data', default=None,

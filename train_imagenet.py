@@ -14,6 +14,7 @@ import sys
 import drip_timm  # noqa: F401  registers the DRIP models
 from drip_timm.classification import DEFAULT_MODEL, train
 from drip_timm.cli import run_cli, setup_logging
+from drip_timm.engine import add_uniform_warmup_args
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,12 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help='extra model arguments, e.g. compression=4 pre_depth=4 boundary_mode=uniform')
     g.add_argument('--drop-path', type=float, default=None)
     g.add_argument('--freeze-backbone', action='store_true', help='train only the classifier')
-    g.add_argument('--uniform-warmup-epochs', type=int, default=None,
-                   help='DRIP warm start: uniform boundaries (the predictor learning to reproduce them) for the '
-                        'first N epochs (default: a third of --epochs for learned boundaries, else 0)')
-    g.add_argument('--uniform-fade-epochs', type=int, default=0,
-                   help='after the warm start, pull the predictor towards uniform boundaries with a weight '
-                        'fading linearly to 0 over N epochs')
+    add_uniform_warmup_args(g)
     g.add_argument('--grad-checkpointing', action='store_true')
     g.add_argument('--channels-last', action='store_true')
     g = p.add_argument_group('optimization')

@@ -26,6 +26,16 @@ def drip_module(model: nn.Module) -> Optional[DripVisionTransformer]:
     return None
 
 
+def add_uniform_warmup_args(parser):
+    """The warm-start flags both training scripts share (read by ``resolve_uniform_warmup``)."""
+    parser.add_argument('--uniform-warmup-epochs', type=int, default=None,
+                        help='DRIP warm start: uniform boundaries (the predictor learning to reproduce them) for '
+                             'the first N epochs (default: a third of --epochs for learned boundaries, else 0)')
+    parser.add_argument('--uniform-fade-epochs', type=int, default=0,
+                        help='after the warm start, pull the predictor towards uniform boundaries with a weight '
+                             'fading linearly to 0 over N epochs')
+
+
 def resolve_uniform_warmup(requested: Optional[int], drip: Optional[DripVisionTransformer], epochs: int,
                            fade_epochs: int = 0) -> int:
     """Warm-up epochs: by default a third of the run for a DRIP model with learned boundaries,
